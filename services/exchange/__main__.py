@@ -1,0 +1,4 @@
+from services.exchange.app import build
+from shared.service import serve
+
+serve(build())

@@ -1,0 +1,12 @@
+"""Composition root of the ranking service."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.service import create_app
+from shared.settings import Settings
+
+
+def build(settings: Settings | None = None) -> FastAPI:
+    return create_app("ranking", settings=settings)

@@ -1,0 +1,4 @@
+from services.review.app import build
+from shared.service import serve
+
+serve(build())

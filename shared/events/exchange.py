@@ -1,0 +1,1 @@
+"""Events owned by the exchange service (Love Supermarket; none yet)."""

@@ -1,0 +1,1 @@
+"""Events owned by the ranking service (none yet)."""

@@ -1,0 +1,1 @@
+"""Events owned by the review service (verification, certification, notice, objections)."""

@@ -1,0 +1,344 @@
+"""The projection runner: Kafka -> a read model in the service's PostgreSQL, effect exactly once.
+
+- Offsets live in ``projection_offsets``, written in the same transaction as the rows they
+  produced; on assignment the consumer seeks to them (Kafka's committed offsets are not used).
+- Event ids already applied are kept in ``projection_seen``: a record published twice (a relay
+  that crashed between send and mark) is applied once.
+- A record that cannot be decoded or applied goes to the dead-letter topic with its reason.
+- ``catch_up(rebuild=True)`` empties the read model and replays from offset 0; ``until`` stops
+  each partition at the first event recorded after that time (replay "as of").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from shared.envelope import Envelope, UndecodableRecord, decode
+from shared.kafka import consumer_config, producer_config
+from shared.logging import get_logger
+from shared.settings import Settings
+from shared.topics import DEAD_LETTER, Topic
+
+log = get_logger("projection")
+
+SCHEMA = """
+create table if not exists projection_offsets (
+    projection  text not null,
+    topic       text not null,
+    partition   integer not null,
+    next_offset bigint not null,
+    primary key (projection, topic, partition)
+);
+create table if not exists projection_seen (
+    projection text not null,
+    source     text not null,
+    event_id   uuid not null,
+    primary key (projection, source, event_id)
+);
+"""
+
+# Connection trouble is not the record's fault: let the runner stop and restart, never dead-letter.
+TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.CancelledError)
+
+
+class Projection(ABC):
+    """A read model. ``apply`` gets events in log order per partition and must not read the clock."""
+
+    name: str
+    topics: tuple[Topic, ...]
+    tables: tuple[str, ...]  # emptied on rebuild
+    schema: str  # DDL, idempotent
+
+    @abstractmethod
+    async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None: ...
+
+
+async def migrate(conn: asyncpg.Connection, projection: Projection) -> None:
+    await conn.execute(SCHEMA)
+    await conn.execute(projection.schema)
+
+
+async def table_digest(conn: asyncpg.Connection, table: str, order_by: str) -> str:
+    """md5 over every row in a fixed order: equal digests = byte-identical tables."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        f"select md5(coalesce(string_agg(t::text, E'\\n' order by {order_by}), '')) from {table} t"
+    )
+
+
+def _record_time(record: ConsumerRecord[Any, Any]) -> dt.datetime | None:
+    for k, v in record.headers or ():
+        if k == "ce_time":
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                return dt.datetime.fromisoformat(v.decode())
+    return None
+
+
+class ProjectionRunner:
+    def __init__(self, pool: asyncpg.Pool, projection: Projection, settings: Settings) -> None:
+        self.pool = pool
+        self.projection = projection
+        self.settings = settings
+        self.topic_names = [t.name(settings) for t in projection.topics]
+        self.group_id = f"{settings.topic_namespace}.projection.{projection.name}"
+        self.consumer: AIOKafkaConsumer | None = None
+        self.dead_letter_producer: AIOKafkaProducer | None = None
+        self.applied = 0
+        self.dead_lettered = 0
+        self.ready = asyncio.Event()
+
+    # ---- offsets -------------------------------------------------------------------------
+    async def stored_offsets(self) -> dict[TopicPartition, int]:
+        rows = await self.pool.fetch(
+            "select topic, partition, next_offset from projection_offsets where projection = $1",
+            self.projection.name,
+        )
+        return {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    async def seek_to_stored(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
+        stored = await self.stored_offsets()
+        for tp in partitions:
+            if tp in stored:
+                consumer.seek(tp, stored[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+
+    async def lag(self) -> int:
+        consumer = self.consumer
+        if consumer is None:
+            return -1
+        total = 0
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                total += max(0, high - await consumer.position(tp))
+        return total
+
+    # ---- one batch -----------------------------------------------------------------------
+    async def process(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], *, dead_letter: bool = True
+    ) -> None:
+        good: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
+        dead: list[tuple[ConsumerRecord[Any, Any], str]] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in batch.items():
+            for record in records:
+                try:
+                    good.append((record, decode(record.headers, record.key, record.value)))
+                except UndecodableRecord as exc:
+                    dead.append((record, str(exc)))
+                offsets[tp] = record.offset + 1
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await self._unseen(conn, good)
+            if fresh:
+                try:
+                    async with conn.transaction():
+                        await self.projection.apply(conn, [env for _, env in fresh])
+                except TRANSIENT:
+                    raise
+                except Exception:
+                    # Find the culprit(s): apply one at a time, each in its own savepoint.
+                    for record, env in fresh:
+                        try:
+                            async with conn.transaction():
+                                await self.projection.apply(conn, [env])
+                        except TRANSIENT:
+                            raise
+                        except Exception as exc:
+                            dead.append((record, f"cannot apply {env.type} {env.id}: {exc!r}"))
+            await conn.executemany(
+                """insert into projection_offsets (projection, topic, partition, next_offset)
+                   values ($1, $2, $3, $4)
+                   on conflict (projection, topic, partition) do update set next_offset = excluded.next_offset""",
+                [(self.projection.name, tp.topic, tp.partition, off) for tp, off in offsets.items()],
+            )
+            if dead:
+                self.dead_lettered += len(dead)
+                if dead_letter:
+                    await self._dead_letter(dead)  # before the commit: a crash re-sends, never loses
+                for record, reason in dead:
+                    log.warning("projection.dead_letter", projection=self.projection.name, topic=record.topic,
+                                partition=record.partition, offset=record.offset, reason=reason)
+            self.applied += len(fresh)
+
+    async def _unseen(
+        self, conn: asyncpg.Connection, good: list[tuple[ConsumerRecord[Any, Any], Envelope]]
+    ) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
+        if not good:
+            return []
+        new = await conn.fetch(
+            """insert into projection_seen (projection, source, event_id)
+               select $1, s, e from unnest($2::text[], $3::uuid[]) as u(s, e)
+               on conflict do nothing returning source, event_id""",
+            self.projection.name, [env.source for _, env in good], [env.id for _, env in good],
+        )
+        fresh_ids = {(r["source"], r["event_id"]) for r in new}
+        out = []
+        for record, env in good:
+            if (env.source, env.id) in fresh_ids:
+                fresh_ids.discard((env.source, env.id))  # a duplicate inside one batch counts once
+                out.append((record, env))
+        return out
+
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord[Any, Any], str]]) -> None:
+        if self.dead_letter_producer is None:
+            producer = AIOKafkaProducer(**producer_config(self.settings))
+            await producer.start()
+            self.dead_letter_producer = producer
+        topic = DEAD_LETTER.name(self.settings)
+        futures = []
+        for record, reason in dead:
+            headers = [(k, v) for k, v in (record.headers or ()) if isinstance(v, bytes)]
+            headers += [
+                ("dlq_reason", reason.encode()),
+                ("dlq_consumer", self.projection.name.encode()),
+                ("dlq_topic", record.topic.encode()),
+                ("dlq_partition", str(record.partition).encode()),
+                ("dlq_offset", str(record.offset).encode()),
+            ]
+            futures.append(await self.dead_letter_producer.send(
+                topic, value=record.value, key=record.key, headers=headers))
+        await asyncio.gather(*futures)
+
+    # ---- live ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        runner = self
+
+        class SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                pass  # offsets are already in Postgres with the rows
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                assert runner.consumer is not None
+                await runner.seek_to_stored(runner.consumer, assigned)
+                runner.ready.set()
+
+        consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=self.group_id)
+        consumer.subscribe(self.topic_names, listener=SeekToStored())
+        self.consumer = consumer
+        await consumer.start()
+        log.info("projection.started", projection=self.projection.name, topics=self.topic_names)
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                if batch:
+                    await self.process(batch)
+        finally:
+            self.consumer = None
+            await consumer.stop()
+            await self.close()
+
+    async def close(self) -> None:
+        if self.dead_letter_producer is not None:
+            await self.dead_letter_producer.stop()
+            self.dead_letter_producer = None
+
+    # ---- rebuild and replay "as of" ------------------------------------------------------
+    async def catch_up(self, *, rebuild: bool = False, until: dt.datetime | None = None) -> int:
+        """Read every partition up to its end offset at the start of the call; returns events applied."""
+        consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=None)
+        await consumer.start()
+        start_applied = self.applied
+        try:
+            tps = await partitions_of(consumer, self.topic_names)
+            consumer.assign(tps)
+            end = await consumer.end_offsets(tps)
+            if rebuild:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    for table in self.projection.tables:
+                        await conn.execute(f"truncate {table}")
+                    await conn.execute("delete from projection_offsets where projection = $1", self.projection.name)
+                    await conn.execute("delete from projection_seen where projection = $1", self.projection.name)
+            await self.seek_to_stored(consumer, tps)
+            remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+                todo: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
+                for tp, records in batch.items():
+                    keep = []
+                    for record in records:
+                        if record.offset >= end[tp]:
+                            break
+                        when = _record_time(record)
+                        if until is not None and when is not None and when > until:
+                            remaining.discard(tp)
+                            break
+                        keep.append(record)
+                    if keep:
+                        todo[tp] = keep
+                        if keep[-1].offset + 1 >= end[tp]:
+                            remaining.discard(tp)
+                if todo:
+                    await self.process(todo, dead_letter=not rebuild)
+        finally:
+            await consumer.stop()
+            await self.close()
+        return self.applied - start_applied
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+    cluster = await consumer._client.fetch_all_metadata()  # the public partitions_for_topic sees subscriptions only
+    out = []
+    for topic in topics:
+        parts = cluster.partitions_for_topic(topic)
+        if not parts:
+            raise RuntimeError(f"topic {topic} does not exist (run: python -m shared.topics create)")
+        out += [TopicPartition(topic, p) for p in sorted(parts)]
+    return out
+
+
+def load_projection(spec: str) -> Projection:
+    """'package.module:ClassName' -> an instance."""
+    import importlib
+
+    module_name, _, cls_name = spec.partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls()  # type: ignore[no-any-return]
+
+
+async def main(argv: Sequence[str]) -> None:
+    """python -m shared.projection run|rebuild|as-of <module:Class> [ISO time]"""
+    import signal
+
+    from shared.events import load_catalogue
+    from shared.logging import configure_logging
+    from shared.settings import get_settings
+
+    load_catalogue()
+    command, spec = argv[0], argv[1]
+    settings = get_settings()
+    projection = load_projection(spec)
+    configure_logging(f"{settings.service_name}-projection-{projection.name}")
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, projection)
+        runner = ProjectionRunner(pool, projection, settings)
+        if command == "run":
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await runner.run(stop)
+        elif command == "rebuild":
+            print(await runner.catch_up(rebuild=True))
+        elif command == "as-of":
+            print(await runner.catch_up(rebuild=True, until=dt.datetime.fromisoformat(argv[2])))
+        else:
+            raise SystemExit(f"unknown command {command!r}")
+    finally:
+        await pool.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(main(sys.argv[1:]))

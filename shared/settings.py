@@ -1,0 +1,41 @@
+"""Settings from the environment, one place, documented defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    service_name: str = Field("declarations", description="Which service this process runs.")
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:55432/points_declarations",
+        description="The service's own PostgreSQL database.",
+    )
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    topic_namespace: str = Field("points", description="Prefix of every topic name (one county deployment).")
+    topic_partitions: int = Field(12, ge=1)
+    topic_replication_factor: int = Field(1, ge=1, description="3 in production, 1 locally.")
+    topic_min_insync_replicas: int = Field(1, ge=1, description="2 in production, 1 locally.")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8101
+    run_relay: bool = Field(True, description="Run the outbox relay inside the service process.")
+    run_projections: bool = Field(True, description="Run the service's projections inside its process.")
+    relay_batch_size: int = Field(2000, ge=1)
+    relay_idle_sleep_s: float = Field(0.02, gt=0)
+    max_body_bytes: int = Field(256 * 1024, description="Larger HTTP bodies are refused with 413.")
+    token_secret: str = Field("dev-only-secret-change-me-in-production-32b", min_length=32)
+    timezone: str = Field("Asia/Shanghai", description="The county's civil time (month boundaries).")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
