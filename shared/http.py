@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.commands import Rejected
@@ -82,12 +83,24 @@ _FIELD_MESSAGES = {
 }
 
 
+_HTTP_MESSAGES = {
+    400: ("json_invalid", "请求体无法解析：不是合法的 JSON，或编码不是 UTF-8"),
+    404: ("not_found", "找不到该地址"),
+    405: ("method_not_allowed", "不支持该请求方法"),
+}
+
+
 def install(app: FastAPI, *, max_body_bytes: int) -> None:
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(Rejected)
     async def rejected(_: Request, exc: Rejected) -> JSONResponse:
         return ORJSONResponse(error_body(exc.code, exc.reason, **exc.detail), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, reason = _HTTP_MESSAGES.get(exc.status_code, ("http_error", str(exc.detail)))
+        return ORJSONResponse(error_body(code, reason), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -52,7 +52,7 @@ async def declare(
     async def work(conn: Any) -> tuple[int, dict[str, Any]]:
         declaration_id = str(uuid.uuid4())
         event = DeclarationSubmitted(
-            declaration_id=declaration_id, community_id=body.community_id, subject_id=body.subject_id,
+            item_id=declaration_id, community_id=body.community_id, subject_id=body.subject_id,
             category="resident", rule_code=body.rule_code, rule_version=1, dimension="community_building",
             quantity=body.quantity, points=body.quantity, channel=body.channel, occurred_on=body.occurred_on,
             description=body.description, evidence=tuple(body.evidence), entered_by=principal.sub,

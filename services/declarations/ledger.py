@@ -54,7 +54,7 @@ class LedgerProjection(Projection):
             ev = env.event
             if isinstance(ev, DeclarationSubmitted):
                 rows.append((
-                    ev.declaration_id, ev.community_id, ev.subject_id, ev.category, ev.rule_code,
+                    ev.item_id, ev.community_id, ev.subject_id, ev.category, ev.rule_code,
                     ev.rule_version, ev.dimension, ev.quantity, ev.points, ev.channel, ev.occurred_on,
                     ev.occurred_on.strftime("%Y-%m"), ev.description, list(ev.evidence), ev.entered_by,
                     ev.declared_by, "submitted", env.time, env.id, env.sequence,

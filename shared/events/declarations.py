@@ -12,22 +12,37 @@ class DeclarationsEvent(Event):
     SERVICE: ClassVar[str] = "declarations"
 
 
-@event
-class DeclarationSubmitted(DeclarationsEvent):
-    """A points item entered through any channel (positive points: 加分)."""
+class PointsItem(DeclarationsEvent):
+    """Fields every points item carries; review and ranking read these and nothing else.
 
-    declaration_id: str
+    ``points`` is already signed (negative for a deduction) and scored with the rule version in
+    force in the month the item happened (``rule_version``).
+    """
+
+    item_id: str
     community_id: str
     subject_id: str
-    category: str
+    category: str  # the subject category the rule was applied under
     rule_code: str
     rule_version: int
     dimension: str
     quantity: int
     points: int
-    channel: str
+    channel: str  # app, wechat, qq, official_account, oral, activity, needs_board, enterprise
     occurred_on: dt.date
     description: str = ""
     evidence: tuple[str, ...] = ()
-    entered_by: str
-    declared_by: str
+    entered_by: str  # the actor who typed it in (a recorder for oral items)
+    declared_by: str  # the subject (or family contact) it was declared by, or the recorder
+
+
+@event
+class DeclarationSubmitted(PointsItem):
+    """A points item entered through any channel (加分 or, by rule, a negative item)."""
+
+
+@event
+class DeductionRecorded(PointsItem):
+    """A deduction (减分) entered by a recorder or supervisor; points < 0."""
+
+    reason: str

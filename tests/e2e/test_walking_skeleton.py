@@ -1,0 +1,57 @@
+"""Walking skeleton: HTTP declaration -> event store -> relay -> Kafka -> ledger projection."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import asyncpg
+import pytest
+
+from shared.auth import Role
+from shared.settings import Settings
+from tests.support.services import running_service, token
+
+pytestmark = pytest.mark.e2e
+
+
+def declaration(subject: str = "p-001") -> dict[str, object]:
+    return {"community_id": "c-01", "subject_id": subject, "rule_code": "DEMO", "quantity": 2,
+            "occurred_on": "2026-11-20", "channel": "oral", "description": "帮助邻居搬家"}
+
+
+async def test_a_declaration_posted_over_http_shows_in_the_ledger_within_2_s(settings: Settings) -> None:
+    with running_service("declarations", settings) as svc, svc.client(token("rec-1", Role.recorder, "c-01")) as http:
+        posted = time.monotonic()
+        r = http.post("/declarations", json=declaration(), headers={"idempotency-key": str(uuid.uuid4())})
+        assert r.status_code == 201, r.text
+        item_id = r.json()["declaration_id"]
+        while time.monotonic() - posted < 2.0:
+            items = http.get("/ledger", params={"community_id": "c-01"}).json()["items"]
+            if any(i["item_id"] == item_id for i in items):
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("declaration not in the ledger within 2 s")
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    (b"{not json", 400, "json_invalid"),
+    ('{"community_id": "c-01"}'.encode(), 422, "invalid_request"),
+    (b"\xff\xfe\xfa", 400, "json_invalid"),
+    (b"[]", 422, "invalid_request"),
+    (b"{" + b'"description": "' + b"x" * 300_000 + b'"}', 413, "body_too_large"),
+])
+async def test_a_malformed_body_gets_a_4xx_with_a_reason_and_no_event(
+    settings: Settings, body: bytes, status: int, error: str
+) -> None:
+    with running_service("declarations", settings) as svc, svc.client(token("rec-1", Role.recorder, "c-01")) as http:
+        r = http.post("/declarations", content=body, headers={"idempotency-key": str(uuid.uuid4()),
+                                                             "content-type": "application/json"})
+        assert r.status_code == status, r.text
+        assert r.json()["error"] == error and r.json()["reason"]
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await conn.fetchval("select count(*) from events") == 0
+    finally:
+        await conn.close()
