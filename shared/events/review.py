@@ -1,18 +1,71 @@
 """Events owned by the review service (verification, certification, notice, objections).
 
-The review topic is keyed by community id: a community's review history is one ordered stream.
+The review topic is keyed by community id: a community's review history is one ordered stream
+(stream ``community-<id>``), so a month's awards always arrive before its ``MonthCertified``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import ClassVar
+import hashlib
+from collections.abc import Iterable
+from typing import ClassVar, Literal
 
 from shared.events import Event, event
+
+Decision = Literal["verified", "returned", "rejected"]
+Channel = Literal["wechat_official_account", "party_wechat_group", "bulletin_board"]
+CHANNELS: tuple[Channel, ...] = ("wechat_official_account", "party_wechat_group", "bulletin_board")
 
 
 class ReviewEvent(Event):
     SERVICE: ClassVar[str] = "review"
+
+
+class ItemDecision(ReviewEvent):
+    item_id: str
+    community_id: str
+    month: str  # YYYY-MM, the month the item happened in
+
+
+@event
+class ItemVerified(ItemDecision):
+    """A recorder checked the item: it will be certified with its month."""
+
+
+@event
+class ItemReturned(ItemDecision):
+    """Sent back to the declarant; ``to_fix`` says what is missing or wrong."""
+
+    to_fix: str
+
+
+@event
+class ItemRejected(ItemDecision):
+    reason: str
+
+
+@event
+class VerificationOverruled(ItemDecision):
+    """A supervisor (监督员) replaces a recorder's decision; the earlier event stays in the log."""
+
+    previous: str  # the status before: verified, returned or rejected
+    decision: Decision
+    reason: str
+
+
+@event
+class PointsAwarded(ReviewEvent):
+    """One per certified item; always followed (same stream, same transaction) by ``MonthCertified``."""
+
+    item_id: str
+    community_id: str
+    month: str
+    subject_id: str
+    category: str
+    dimension: str
+    rule_code: str
+    points: int
 
 
 @event
@@ -29,3 +82,113 @@ class MonthCertified(ReviewEvent):
     digest: str  # sha256 over the certified items, in item id order
     signed_by: tuple[str, ...]
     certified_at: dt.datetime
+
+
+@event
+class NoticePosted(ReviewEvent):
+    """The certified list went up on one channel (公示); the first posting opens the objection window."""
+
+    community_id: str
+    month: str
+    channel: Channel
+    posted_at: dt.datetime
+    window_closes_at: dt.datetime
+
+
+@event
+class ObjectionRaised(ReviewEvent):
+    objection_id: str
+    community_id: str
+    month: str
+    item_id: str
+    raised_by: str  # the resident (token subject)
+    reason: str
+
+
+@event
+class ObjectionUpheld(ReviewEvent):
+    """The leading group agrees; the change itself is the ``PointsCorrected`` that follows."""
+
+    objection_id: str
+    community_id: str
+    month: str
+    item_id: str
+    correction_id: str
+    reason: str
+
+
+@event
+class ObjectionDismissed(ReviewEvent):
+    objection_id: str
+    community_id: str
+    month: str
+    item_id: str
+    reason: str
+
+
+@event
+class PointsCorrected(ReviewEvent):
+    """A correction, never an edit: ``delta`` points for the item's subject, counted in ``month``.
+
+    ``month`` is the community's month that was open when the correction was made;
+    ``item_month`` is where the original item belongs.
+    """
+
+    correction_id: str
+    community_id: str
+    month: str
+    item_id: str
+    item_month: str
+    subject_id: str
+    category: str
+    dimension: str
+    rule_code: str
+    delta: int
+    reason: str
+    objection_id: str | None = None
+
+
+@event
+class MonthFinalised(ReviewEvent):
+    """The objection window closed: the community month is final."""
+
+    community_id: str
+    month: str
+    finalised_at: dt.datetime
+    objections_upheld: int
+    objections_dismissed: int
+
+
+def certification_digest(awards: Iterable[PointsAwarded]) -> str:
+    """sha256 over the certified items in item id order (code point order, not a DB collation)."""
+    h = hashlib.sha256()
+    for a in sorted(awards, key=lambda a: a.item_id):
+        h.update(f"{a.item_id}\t{a.subject_id}\t{a.category}\t{a.dimension}\t{a.rule_code}\t{a.points}\n".encode())
+    return h.hexdigest()
+
+
+class CertifiedMonths:
+    """The consumer-side rule for certification, for any downstream service.
+
+    Awards are held as pending until their ``MonthCertified`` arrives; the month counts only if
+    the count, total and digest of the pending awards match it. A consumer that has read a prefix
+    of a certification (the relay publishes in batches) therefore counts none of it.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], dict[str, PointsAwarded]] = {}
+        self.certified: dict[tuple[str, str], tuple[MonthCertified, tuple[PointsAwarded, ...]]] = {}
+        self.mismatched: list[MonthCertified] = []
+
+    def apply(self, ev: Event) -> None:
+        if isinstance(ev, PointsAwarded):
+            self.pending.setdefault((ev.community_id, ev.month), {})[ev.item_id] = ev
+        elif isinstance(ev, MonthCertified):
+            key = (ev.community_id, ev.month)
+            awards = tuple(self.pending.get(key, {}).values())
+            if (len(awards) == ev.count and sum(a.points for a in awards) == ev.total
+                    and certification_digest(awards) == ev.digest):
+                self.certified[key] = (ev, awards)
+                self.pending.pop(key, None)
+            else:
+                self.mismatched.append(ev)

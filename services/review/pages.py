@@ -1,0 +1,67 @@
+"""The leading group's page and the printable public notice (zh-CN, server-rendered from the projections)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from services.review import labels, views
+from services.review.clock import now as clock_now
+from services.review.domain.model import local_date, month_of
+from shared.auth import CurrentPrincipal, Role, read_token, require_community, require_role
+from shared.service import Runtime
+
+router = APIRouter(tags=["pages"])
+templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(["html"]))
+templates.globals |= {"labels": labels, "zh": labels.zh}
+
+
+def _local(value: dt.datetime | None, tz: str) -> str:
+    return "" if value is None else value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def _render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**context), status_code=status)
+
+
+@router.get("/login", include_in_schema=False)
+async def login(token: str, next: str = "/leading-group") -> RedirectResponse:
+    read_token(token)  # refuse a bad token here, not on the next page
+    response = RedirectResponse(next if next.startswith("/") else "/leading-group", status_code=303)
+    response.set_cookie("points_token", token, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/leading-group", response_class=HTMLResponse)
+async def leading_group(request: Request, principal: CurrentPrincipal, community_id: str | None = None,
+                        month: str | None = None) -> HTMLResponse:
+    require_role(principal, Role.secretary, Role.leading_group, Role.supervisor, Role.auditor)
+    rt: Runtime = request.app.state.runtime
+    community_id = community_id or principal.community
+    require_community(principal, community_id)
+    month = month or month_of(local_date(clock_now(request), rt.settings.timezone))
+    pool, tz = rt.pool, rt.settings.timezone
+    return _render(
+        "leading_group.html", principal=principal, community_id=community_id, month=month,
+        state=await views.month(pool, community_id, month), glance=await views.glance(pool, community_id, month),
+        waiting=await views.items(pool, community_id, month, "submitted", limit=200),
+        objections=await views.objections(pool, community_id, "open"), local=lambda v: _local(v, tz),
+    )
+
+
+@router.get("/notice/{community_id}/{month}", response_class=HTMLResponse)
+async def notice(community_id: str, month: str, request: Request) -> HTMLResponse:
+    """公示 is public: no login needed to read it."""
+    rt: Runtime = request.app.state.runtime
+    pool, tz = rt.pool, rt.settings.timezone
+    state = await views.month(pool, community_id, month)
+    lines = await views.notice_lines(pool, community_id, month) if state and state["complete"] else []
+    return _render("notice.html", community_id=community_id, month=month, state=state, lines=lines,
+                   local=lambda v: _local(v, tz), status=200 if state else 404)

@@ -1,0 +1,68 @@
+"""Read models' queries (plain SQL over the two projections: items and the review board)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+STATUS_OF = "coalesce(b.status, 'submitted')"
+
+
+async def glance(pool: asyncpg.Pool, community_id: str, month: str) -> list[dict[str, Any]]:
+    """The month at a glance: per category and dimension, items and points by status."""
+    rows = await pool.fetch(
+        f"""select i.category, i.dimension, count(*) as items,
+                   count(*) filter (where {STATUS_OF} = 'submitted') as waiting,
+                   count(*) filter (where {STATUS_OF} = 'verified') as verified,
+                   count(*) filter (where {STATUS_OF} in ('returned', 'rejected')) as not_counted,
+                   coalesce(sum(i.points) filter (where {STATUS_OF} = 'verified'), 0) as verified_points
+            from items i left join board_status b using (item_id)
+            where i.community_id = $1 and i.month = $2
+            group by i.category, i.dimension order by i.category, i.dimension""", community_id, month)
+    return [dict(r) for r in rows]
+
+
+async def items(pool: asyncpg.Pool, community_id: str, month: str, status: str | None = None,
+                limit: int = 500) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        f"""select i.item_id, i.subject_id, i.category, i.dimension, i.rule_code, i.points, i.kind, i.occurred_on,
+                   i.description, i.entered_by, i.declared_by, {STATUS_OF} as status, coalesce(b.note, '') as note
+            from items i left join board_status b using (item_id)
+            where i.community_id = $1 and i.month = $2 and ($3::text is null or {STATUS_OF} = $3)
+            order by i.occurred_on, i.item_id limit $4""", community_id, month, status, limit)
+    return [dict(r) | {"occurred_on": r["occurred_on"].isoformat()} for r in rows]
+
+
+async def month(pool: asyncpg.Pool, community_id: str, month: str) -> dict[str, Any] | None:
+    r = await pool.fetchrow("select * from board_months where community_id = $1 and month = $2", community_id, month)
+    if r is None:
+        return None
+    notices = await pool.fetch("""select channel, posted_at from board_notices where community_id = $1 and month = $2
+                                  order by posted_at, channel""", community_id, month)
+    return dict(r) | {"notices": [dict(n) for n in notices]}
+
+
+async def notice_lines(pool: asyncpg.Pool, community_id: str, month: str) -> list[dict[str, Any]]:
+    """Per subject: certified points of a complete month (公示名单)."""
+    rows = await pool.fetch(
+        """select a.subject_id, string_agg(distinct a.category, '、') as categories, count(*) as items,
+                  sum(a.points) as points
+           from board_awards a join board_months m using (community_id, month)
+           where a.community_id = $1 and a.month = $2 and m.complete
+           group by a.subject_id order by sum(a.points) desc, a.subject_id""", community_id, month)
+    return [dict(r) for r in rows]
+
+
+async def objections(pool: asyncpg.Pool, community_id: str, status: str | None = None) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        """select o.*, a.subject_id, a.points from board_objections o left join board_awards a using (item_id)
+           where o.community_id = $1 and ($2::text is null or o.status = $2) order by o.raised_at, o.objection_id""",
+        community_id, status)
+    return [dict(r) for r in rows]
+
+
+async def corrections(pool: asyncpg.Pool, community_id: str) -> list[dict[str, Any]]:
+    rows = await pool.fetch("select * from board_corrections where community_id = $1 order by made_at, correction_id",
+                            community_id)
+    return [dict(r) for r in rows]

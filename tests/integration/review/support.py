@@ -1,0 +1,92 @@
+"""Helpers for review tests: a stand-in declarations outbox, a review database, waiting for Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared import store as event_store
+from shared.envelope import source_for
+from shared.events.declarations import DeclarationSubmitted, DeductionRecorded
+from shared.relay import Relay
+from shared.settings import Settings
+from shared.store import EventStore, Recorded
+from shared.topics import DECLARATIONS
+
+T0 = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
+
+
+async def create_database(settings: Settings, suffix: str) -> str:
+    """A sibling database of the test's one (the review service and the declarations outbox each own one)."""
+    base, _, name = settings.database_url.rpartition("/")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f'create database "{name}_{suffix}"')
+    finally:
+        await conn.close()
+    return f"{base}/{name}_{suffix}"
+
+
+def declaration(n: int, *, community: str = "c-01", day: dt.date = dt.date(2026, 11, 20), points: int = 2,
+                subject: str | None = None, by: str = "rec-1", category: str = "resident",
+                dimension: str = "community_building") -> DeclarationSubmitted:
+    return DeclarationSubmitted(
+        item_id=f"{community}-i{n:06d}", community_id=community, subject_id=subject or f"s-{n % 7:02d}",
+        category=category, rule_code="CB01", rule_version=1, dimension=dimension, quantity=1, points=points,
+        channel="oral", occurred_on=day, description="义务劳动", entered_by=by, declared_by=by)
+
+
+def deduction(n: int, *, community: str = "c-01", day: dt.date = dt.date(2026, 11, 21)) -> DeductionRecorded:
+    return DeductionRecorded(
+        item_id=f"{community}-d{n:06d}", community_id=community, subject_id=f"s-{n % 7:02d}", category="resident",
+        rule_code="CH01", rule_version=1, dimension="civility_hygiene", quantity=1, points=-3, channel="oral",
+        occurred_on=day, description="", entered_by="rec-1", declared_by="rec-1", reason="乱扔垃圾")
+
+
+@dataclass
+class DeclarationsFeed:
+    """Plays the declarations service: its own database, outbox and relay onto the declarations topic."""
+
+    pool: asyncpg.Pool
+    relay: Relay
+    store: EventStore
+
+    @classmethod
+    async def start(cls, settings: Settings) -> DeclarationsFeed:
+        dsn = await create_database(settings, "decl")
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        async with pool.acquire() as conn:
+            await event_store.migrate(conn)
+        feed_settings = settings.model_copy(update={"database_url": dsn})
+        return cls(pool, Relay(pool, feed_settings, source_for("declarations")),
+                   EventStore(source_for("declarations"), DECLARATIONS.name(settings)))
+
+    async def publish(self, events: Sequence[DeclarationSubmitted | DeductionRecorded]) -> None:
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                for ev in events:
+                    await self.store.append(conn, f"declaration-{ev.item_id}", 0, [ev], key=ev.subject_id,
+                                            recorded=Recorded(actor=ev.entered_by, time=T0,
+                                                              correlation_id=uuid.uuid4()))
+            while await self.relay.publish_batch(conn):
+                pass
+
+    async def close(self) -> None:
+        if self.relay.producer is not None:
+            await self.relay.producer.stop()
+        await self.pool.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
