@@ -74,6 +74,74 @@ async def table_digest(conn: asyncpg.Connection, table: str, order_by: str) -> s
     )
 
 
+async def bulk_insert(conn: asyncpg.Connection, table: str, columns: Sequence[str],
+                      rows: Sequence[Sequence[Any]], conflict: str = "on conflict do nothing") -> None:
+    """COPY into a per-connection staging table, then one INSERT … SELECT: the fast path for read models."""
+    if not rows:
+        return
+    staging = f"_staging_{table}"
+    await conn.execute(
+        f"create temp table if not exists {staging} (like {table} including defaults) on commit delete rows")
+    await conn.copy_records_to_table(staging, records=rows, columns=list(columns))
+    cols = ", ".join(columns)
+    await conn.execute(f"insert into {table} ({cols}) select {cols} from {staging} {conflict}")
+    await conn.execute(f"truncate {staging}")
+
+
+Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+Prepared = tuple[
+    list[tuple[ConsumerRecord[Any, Any], Envelope]],
+    list[tuple[ConsumerRecord[Any, Any], str]],
+    dict[TopicPartition, int],
+]
+
+
+def prepare(batch: Batch) -> Prepared:
+    """Decode a batch (CPU only): the good envelopes, the dead records with reasons, next offsets."""
+    good: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
+    dead: list[tuple[ConsumerRecord[Any, Any], str]] = []
+    offsets: dict[TopicPartition, int] = {}
+    for tp, records in batch.items():
+        for record in records:
+            try:
+                good.append((record, decode(record.headers, record.key, record.value)))
+            except UndecodableRecord as exc:
+                dead.append((record, str(exc)))
+            offsets[tp] = record.offset + 1
+    return good, dead, offsets
+
+
+async def prepare_cooperatively(batch: Batch, chunk: int = 250) -> Prepared:
+    """``prepare`` in slices, yielding to the event loop between them so the previous batch's
+    SQL round trips keep moving while this one is decoded."""
+    out: Prepared = ([], [], {})
+    for tp, records in batch.items():
+        for i in range(0, len(records), chunk):
+            good, dead, offsets = prepare({tp: records[i:i + chunk]})
+            out[0].extend(good)
+            out[1].extend(dead)
+            out[2].update(offsets)
+            await asyncio.sleep(0)
+    return out
+
+
+async def fetch_batch(consumer: AIOKafkaConsumer, *partitions: TopicPartition, max_records: int = 5000,
+                      wait_ms: int = 200, linger_s: float = 0.02) -> Batch:
+    """One getmany returns only what is already fetched (often a few hundred records): keep
+    collecting for a moment so one Postgres transaction covers thousands of events."""
+    batch: Batch = await consumer.getmany(*partitions, timeout_ms=wait_ms, max_records=max_records)
+    total = sum(len(v) for v in batch.values())
+    deadline = asyncio.get_running_loop().time() + linger_s
+    while batch and total < max_records and asyncio.get_running_loop().time() < deadline:
+        more = await consumer.getmany(*partitions, timeout_ms=5, max_records=max_records - total)
+        if not more:
+            break
+        for tp, records in more.items():
+            batch.setdefault(tp, []).extend(records)
+            total += len(records)
+    return batch
+
+
 def _record_time(record: ConsumerRecord[Any, Any]) -> dt.datetime | None:
     for k, v in record.headers or ():
         if k == "ce_time":
@@ -94,6 +162,10 @@ class ProjectionRunner:
         self.applied = 0
         self.dead_lettered = 0
         self.ready = asyncio.Event()
+        self._pending: asyncio.Task[None] | None = None
+        # During a rebuild the read model starts empty, so dedup can be decided in memory and
+        # projection_seen filled by COPY (much faster than insert … on conflict … returning).
+        self._rebuild_seen: set[tuple[str, Any]] | None = None
 
     # ---- offsets -------------------------------------------------------------------------
     async def stored_offsets(self) -> dict[TopicPartition, int]:
@@ -123,20 +195,28 @@ class ProjectionRunner:
         return total
 
     # ---- one batch -----------------------------------------------------------------------
-    async def process(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], *, dead_letter: bool = True
-    ) -> None:
-        good: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
-        dead: list[tuple[ConsumerRecord[Any, Any], str]] = []
-        offsets: dict[TopicPartition, int] = {}
-        for tp, records in batch.items():
-            for record in records:
-                try:
-                    good.append((record, decode(record.headers, record.key, record.value)))
-                except UndecodableRecord as exc:
-                    dead.append((record, str(exc)))
-                offsets[tp] = record.offset + 1
+    async def process(self, batch: Batch, *, dead_letter: bool = True) -> None:
+        await self.commit(prepare(batch), dead_letter=dead_letter)
+
+    async def process_pipelined(self, batch: Batch, *, dead_letter: bool = True) -> None:
+        """Decode this batch while the previous one is still being written (order is kept:
+        commits run one after another)."""
+        prepared = await prepare_cooperatively(batch)
+        await self.flush()
+        self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    async def commit(self, prepared: Prepared, *, dead_letter: bool = True) -> None:
+        good, dead, offsets = prepared
+        dead = list(dead)
         async with self.pool.acquire() as conn, conn.transaction():
+            # A read model is rebuildable and its offsets commit with its rows: losing the last
+            # transactions in a database crash only means consuming them again.
+            await conn.execute("set local synchronous_commit = off")
             fresh = await self._unseen(conn, good)
             if fresh:
                 try:
@@ -174,6 +254,16 @@ class ProjectionRunner:
     ) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
         if not good:
             return []
+        if self._rebuild_seen is not None:
+            seen, fresh = self._rebuild_seen, []
+            for record, env in good:
+                if (env.source, env.id) not in seen:
+                    seen.add((env.source, env.id))
+                    fresh.append((record, env))
+            await conn.copy_records_to_table(
+                "projection_seen", columns=["projection", "source", "event_id"],
+                records=[(self.projection.name, env.source, env.id) for _, env in fresh])
+            return fresh
         new = await conn.fetch(
             """insert into projection_seen (projection, source, event_id)
                select $1, s, e from unnest($2::text[], $3::uuid[]) as u(s, e)
@@ -214,7 +304,7 @@ class ProjectionRunner:
 
         class SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
-                pass  # offsets are already in Postgres with the rows
+                await runner.flush()  # offsets go to Postgres with the rows; nothing else to hand over
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 assert runner.consumer is not None
@@ -228,9 +318,12 @@ class ProjectionRunner:
         log.info("projection.started", projection=self.projection.name, topics=self.topic_names)
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                batch = await fetch_batch(consumer)
                 if batch:
-                    await self.process(batch)
+                    await self.process_pipelined(batch)
+                else:
+                    await self.flush()
+            await self.flush()
         finally:
             self.consumer = None
             await consumer.stop()
@@ -257,10 +350,11 @@ class ProjectionRunner:
                         await conn.execute(f"truncate {table}")
                     await conn.execute("delete from projection_offsets where projection = $1", self.projection.name)
                     await conn.execute("delete from projection_seen where projection = $1", self.projection.name)
+                self._rebuild_seen = set()
             await self.seek_to_stored(consumer, tps)
             remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
             while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+                batch = await fetch_batch(consumer, *remaining, wait_ms=500)
                 todo: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
                 for tp, records in batch.items():
                     keep = []
@@ -277,8 +371,10 @@ class ProjectionRunner:
                         if keep[-1].offset + 1 >= end[tp]:
                             remaining.discard(tp)
                 if todo:
-                    await self.process(todo, dead_letter=not rebuild)
+                    await self.process_pipelined(todo, dead_letter=not rebuild)
+            await self.flush()
         finally:
+            self._rebuild_seen = None
             await consumer.stop()
             await self.close()
         return self.applied - start_applied

@@ -7,6 +7,7 @@ read (never rewritten): register a function that turns the body of version N int
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -54,6 +55,7 @@ def upcaster(
     return register
 
 
+@lru_cache(maxsize=1024)
 def parse_type(type_name: str) -> tuple[str, str, int]:
     parts = type_name.split(".")
     if len(parts) != 4 or parts[0] != TYPE_PREFIX or not parts[3].startswith("v") or not parts[3][1:].isdigit():
@@ -67,6 +69,12 @@ def event_class(type_name: str) -> type[Event]:
     if cls is None:
         raise UnknownEventType(f"unknown event type {type_name!r}")
     return cls
+
+
+def is_current(type_name: str) -> bool:
+    """True when the type names the catalogue's current version (no upcasting needed)."""
+    _, _, version = parse_type(type_name)
+    return version == event_class(type_name).VERSION
 
 
 def upcast(type_name: str, body: dict[str, Any]) -> tuple[type[Event], dict[str, Any]]:

@@ -1,0 +1,161 @@
+"""Spine benchmark: relay and projection against raw aiokafka on the same broker, same run.
+
+Prints:
+  relay publish rate ÷ raw aiokafka producer rate (same producer settings, same records)
+  projection replay rate ÷ raw aiokafka consumer rate (same topic)
+Usage: .venv/bin/python bench/spine.py [--events 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deploy.local import create_database, replace_database  # noqa: E402
+from deploy.testing import start_test_stack, stop_test_stack  # noqa: E402
+from services.declarations.ledger import LedgerProjection  # noqa: E402
+from shared import projection as projections  # noqa: E402
+from shared import store  # noqa: E402
+from shared.envelope import GENESIS_HASH, chain_hash, encode_body, headers, source_for  # noqa: E402
+from shared.events import load_catalogue  # noqa: E402
+from shared.events.declarations import DeclarationSubmitted  # noqa: E402
+from shared.kafka import consumer_config, producer_config  # noqa: E402
+from shared.projection import ProjectionRunner, partitions_of  # noqa: E402
+from shared.relay import Relay  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from shared.topics import ALL, DECLARATIONS, Topic, create_topics  # noqa: E402
+
+RAW = Topic("bench-raw", "subject id", "raw aiokafka baseline")
+T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def make_rows(n: int, topic: str) -> list[tuple[object, ...]]:
+    rows = []
+    source = source_for("declarations")
+    del source
+    for i in range(n):
+        subject = f"p-{i % 5000:05d}"
+        ev = DeclarationSubmitted(
+            item_id=f"item-{i:07d}", community_id=f"c-{i % 7:02d}", subject_id=subject, category="resident",
+            rule_code="HYGIENE_SUPERVISION", rule_version=1, dimension="civility_hygiene", quantity=1, points=5,
+            channel="app", occurred_on=dt.date(2026, 11, 1 + i % 28), description="楼道卫生监督", evidence=(),
+            entered_by=subject, declared_by=subject,
+        )
+        body = encode_body(ev)
+        stream = f"declaration-item-{i:07d}"
+        digest = chain_hash(GENESIS_HASH, ev.type_name(), stream, 1, body)
+        rows.append((uuid.uuid4(), stream, 1, ev.type_name(), topic, subject, body,
+                     T0 + dt.timedelta(milliseconds=i), subject, uuid.uuid4(), None, GENESIS_HASH, digest))
+    return rows
+
+
+async def raw_produce(settings: Settings, rows: list[tuple[object, ...]], topic: str) -> float:
+    producer = AIOKafkaProducer(**producer_config(settings))
+    await producer.start()
+    source = source_for("declarations")
+    try:
+        began = time.perf_counter()
+        futures = []
+        for r in rows:
+            hs = headers(event_id=r[0], source=source, type_name=r[3], stream_id=r[1], version=r[2],  # type: ignore[arg-type]
+                         time=r[7], actor=r[8], correlation_id=r[9], causation_id=None,  # type: ignore[arg-type]
+                         prev_hash=r[11], digest=r[12])  # type: ignore[arg-type]
+            futures.append(await producer.send(topic, value=r[6], key=str(r[5]).encode(), headers=hs))
+        await asyncio.gather(*futures)
+        return time.perf_counter() - began
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(settings: Settings, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, [topic])
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        began = time.perf_counter()
+        seen = 0
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            seen += sum(len(v) for v in batch.values())
+        return time.perf_counter() - began
+    finally:
+        await consumer.stop()
+
+
+async def run(n: int, bootstrap: str, dsn: str) -> None:
+    load_catalogue()
+    ns = f"bench{uuid.uuid4().hex[:6]}"
+    db_dsn = create_database(dsn, ns)
+    settings = Settings(database_url=db_dsn, kafka_bootstrap_servers=bootstrap, topic_namespace=ns,
+                        relay_batch_size=5000)
+    await create_topics(settings, (*ALL, RAW))
+    topic = DECLARATIONS.name(settings)
+    pool = await asyncpg.create_pool(db_dsn, min_size=2, max_size=4)
+    async with pool.acquire() as conn:
+        await store.migrate(conn)
+        await projections.migrate(conn, LedgerProjection())
+    print(f"preparing {n:,} DeclarationSubmitted events …", flush=True)
+    rows = make_rows(n, topic)
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table(
+            "events", records=rows,
+            columns=["event_id", "stream_id", "version", "type", "topic", "key", "body", "recorded_at", "actor",
+                     "correlation_id", "causation_id", "prev_hash", "hash"])
+
+    raw_s = await raw_produce(settings, rows, RAW.name(settings))
+    print(f"raw aiokafka producer : {n / raw_s:>10,.0f} records/s ({raw_s:.2f} s)", flush=True)
+
+    relay = Relay(pool, settings, source_for("declarations"))
+    began = time.perf_counter()
+    async with pool.acquire() as conn:
+        while await relay.publish_batch(conn):
+            pass
+    await relay._drop_producer()
+    relay_s = time.perf_counter() - began
+    print(f"relay (store → Kafka) : {n / relay_s:>10,.0f} events/s  ({relay_s:.2f} s)", flush=True)
+
+    consume_s = await raw_consume(settings, topic, n)
+    print(f"raw aiokafka consumer : {n / consume_s:>10,.0f} records/s ({consume_s:.2f} s)", flush=True)
+
+    runner = ProjectionRunner(pool, LedgerProjection(), settings)
+    began = time.perf_counter()
+    applied = await runner.catch_up(rebuild=True)
+    replay_s = time.perf_counter() - began
+    rows_in_ledger = await pool.fetchval("select count(*) from ledger")
+    print(f"projection replay     : {n / replay_s:>10,.0f} events/s  ({replay_s:.2f} s; applied {applied:,}, "
+          f"ledger rows {rows_in_ledger:,})", flush=True)
+    await pool.close()
+    print()
+    print(f"relay ÷ raw producer      = {raw_s / relay_s:.2f}   (aim ≥ 0.5)")
+    print(f"projection ÷ raw consumer = {consume_s / replay_s:.2f}   (aim ≥ 0.5, floor 0.3)")
+    if applied != n or rows_in_ledger != n:
+        raise SystemExit(f"projection applied {applied} of {n} events")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    args = parser.parse_args()
+    handle = start_test_stack(Path(tempfile.mkdtemp(prefix="points-bench-")))
+    try:
+        asyncio.run(run(args.events, handle.bootstrap, handle.dsn))
+    finally:
+        stop_test_stack(handle)
+
+
+if __name__ == "__main__":
+    del replace_database
+    main()
