@@ -6,6 +6,7 @@
   const body = document.body;
   const fixedCommunity = body.dataset.community || "";
   const mayEnter = body.dataset.mayEnter === "1";
+  const role = body.dataset.role || "";
   const timeZone = body.dataset.timezone || "Asia/Shanghai";
 
   const CATEGORIES = {
@@ -187,7 +188,8 @@
 
   function fillRules() {
     const select = $("rule");
-    const wanted = state.rules.filter((r) => (state.mode === "deduction" ? r.points_per_unit < 0 : r.points_per_unit > 0));
+    const wanted = state.rules.filter((r) => (state.mode === "deduction" ? r.points_per_unit < 0 : r.points_per_unit > 0))
+      .filter(mayRecord);
     select.replaceChildren();
     if (!state.subject) {
       select.appendChild(new Option("请先选择积分主体", ""));
@@ -197,7 +199,7 @@
       select.appendChild(new Option("请选择积分项目", ""));
       const groups = new Map();
       wanted.forEach((r) => {
-        const dim = label(DIMENSIONS, r.dimension);
+        const dim = r.dimension_title || label(DIMENSIONS, r.dimension);
         if (!groups.has(dim)) groups.set(dim, []);
         groups.get(dim).push(r);
       });
@@ -213,6 +215,17 @@
     describeRule();
   }
 
+  function mayRecord(rule) {
+    // The catalogue says who may record each rule (deductions: recorders and supervisors only).
+    return role === "county_admin" || !Array.isArray(rule.recorded_by) || rule.recorded_by.includes(role);
+  }
+
+  function score(rule, quantity) {
+    // Same as the service: points_per_unit × quantity × weight, rounded half away from zero.
+    const exact = rule.points_per_unit * quantity * (rule.weight || 1);
+    return Math.sign(exact) * Math.round(Math.abs(exact));
+  }
+
   function currentRule() {
     return state.rules.find((r) => r.code === $("rule").value) || null;
   }
@@ -222,11 +235,13 @@
     const info = $("rule-info");
     if (!r) { info.textContent = ""; return; }
     const parts = [`每${r.unit} ${signed(r.points_per_unit)} 分`];
+    if (r.weight && r.weight !== 1) parts.push(`权重 ×${r.weight}`);
     if (r.monthly_cap) parts.push(`每月上限 ${r.monthly_cap} 分`);
     if (r.evidence_required) parts.push("须附佐证材料");
     info.textContent = parts.join("；");
     const qty = parseInt($("quantity").value, 10);
-    if (qty > 0) info.textContent += `；本次 ${signed(qty * r.points_per_unit)} 分`;
+    $("quantity").max = String(r.max_quantity || 1000);
+    if (qty > 0) info.textContent += `；本次 ${signed(score(r, qty))} 分`;
   }
 
   function setMode(mode) {
@@ -249,7 +264,8 @@
     if (!state.subject) throw new Error("请先选择积分主体");
     if (!rule) throw new Error("请选择积分项目");
     const quantity = Number($("quantity").value);
-    if (!Number.isInteger(quantity) || quantity < 1 || quantity > 1000) throw new Error("数量应为 1 到 1000 之间的整数");
+    const most = rule.max_quantity || 1000;
+    if (!Number.isInteger(quantity) || quantity < 1 || quantity > most) throw new Error(`数量应为 1 到 ${most} 之间的整数`);
     const occurredOn = $("occurred_on").value;
     if (!occurredOn) throw new Error("请填写发生日期");
     if (occurredOn > today()) throw new Error("发生日期不能晚于今天");
@@ -292,7 +308,7 @@
         body: JSON.stringify(payload),
       });
       const rule = currentRule();
-      const points = result && typeof result.points === "number" ? result.points : payload.quantity * rule.points_per_unit;
+      const points = result && typeof result.points === "number" ? result.points : score(rule, payload.quantity);
       show(`已录入：${state.subject.name} · ${rule.title} × ${payload.quantity}，${signed(points)} 分（待审核）`, "success");
       state.pendingKey = null;
       $("quantity").value = "1";
