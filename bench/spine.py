@@ -22,19 +22,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.local import create_database, replace_database  # noqa: E402
-from deploy.testing import start_test_stack, stop_test_stack  # noqa: E402
-from services.declarations.ledger import LedgerProjection  # noqa: E402
-from shared import projection as projections  # noqa: E402
-from shared import store  # noqa: E402
-from shared.envelope import GENESIS_HASH, chain_hash, encode_body, headers, source_for  # noqa: E402
-from shared.events import load_catalogue  # noqa: E402
-from shared.events.declarations import DeclarationSubmitted  # noqa: E402
-from shared.kafka import consumer_config, producer_config  # noqa: E402
-from shared.projection import ProjectionRunner, partitions_of  # noqa: E402
-from shared.relay import Relay  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.topics import ALL, DECLARATIONS, Topic, create_topics  # noqa: E402
+from deploy.local import create_database, replace_database
+from deploy.testing import start_test_stack, stop_test_stack
+from services.declarations.ledger import LedgerProjection
+from shared import projection as projections
+from shared import store
+from shared.envelope import GENESIS_HASH, chain_hash, encode_body, headers, source_for
+from shared.events import load_catalogue
+from shared.events.declarations import DeclarationSubmitted
+from shared.kafka import consumer_config, producer_config
+from shared.projection import ProjectionRunner, partitions_of
+from shared.relay import Relay
+from shared.settings import Settings
+from shared.topics import ALL, DECLARATIONS, Topic, create_topics
 
 RAW = Topic("bench-raw", "subject id", "raw aiokafka baseline")
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)

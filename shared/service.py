@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -80,14 +81,13 @@ def create_app(
                      store=store.EventStore(source_for(name), BY_SERVICE[name].name(settings)))
         app.state.runtime = rt
         if settings.run_relay:
-            rt.relay = Relay(pool, settings, source_for(name))
-            relay = rt.relay
-            rt.tasks["relay"] = asyncio.create_task(supervise("relay", lambda: relay.run(stop), stop))
+            relay = rt.relay = Relay(pool, settings, source_for(name))
+            rt.tasks["relay"] = asyncio.create_task(supervise("relay", partial(relay.run, stop), stop))
         if settings.run_projections:
             for p in projection_list:
                 runner = ProjectionRunner(pool, p, settings)
                 rt.runners[p.name] = runner
-                rt.tasks[p.name] = asyncio.create_task(supervise(p.name, lambda r=runner: r.run(stop), stop))
+                rt.tasks[p.name] = asyncio.create_task(supervise(p.name, partial(runner.run, stop), stop))
         log.info("service.started", port=settings.http_port)
         try:
             yield
