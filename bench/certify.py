@@ -24,21 +24,21 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.testing import start_test_stack, stop_test_stack  # noqa: E402
-from services.review import handlers, state  # noqa: E402
-from services.review.domain.model import Signer  # noqa: E402
-from services.review.items import ItemsProjection  # noqa: E402
-from services.review.settings import ReviewSettings  # noqa: E402
-from shared import projection as projections  # noqa: E402
-from shared import store as event_store  # noqa: E402
-from shared.envelope import source_for  # noqa: E402
-from shared.events import load_catalogue  # noqa: E402
-from shared.kafka import consumer_config  # noqa: E402
-from shared.projection import partitions_of  # noqa: E402
-from shared.relay import Relay  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.store import EventStore, Recorded  # noqa: E402
-from shared.topics import REVIEW, create_topics  # noqa: E402
+from deploy.testing import start_test_stack, stop_test_stack
+from services.review import handlers, state
+from services.review.domain.model import Signer
+from services.review.items import ItemsProjection
+from services.review.settings import ReviewSettings
+from shared import projection as projections
+from shared import store as event_store
+from shared.envelope import source_for
+from shared.events import load_catalogue
+from shared.kafka import consumer_config
+from shared.projection import partitions_of
+from shared.relay import Relay
+from shared.settings import Settings
+from shared.store import EventStore, Recorded
+from shared.topics import REVIEW, create_topics
 
 COMMUNITY, MONTH = "c-bench", "2026-11"
 NOW = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)  # the last day of the month in Asia/Shanghai
