@@ -1,4 +1,7 @@
-"""HTTP commands and queries of the declarations service (thin: validate, decide, append)."""
+"""HTTP commands and queries for single items: declarations, deductions, subjects and rules.
+
+Thin: validate (pydantic), read the facts under lock, decide (pure), append + evolve, answer.
+"""
 
 from __future__ import annotations
 
@@ -6,76 +9,128 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+import asyncpg
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.auth import CurrentPrincipal, Role, require_community
-from shared.commands import Rejected, fingerprint, run_idempotent
-from shared.events.declarations import DeclarationSubmitted
-from shared.service import Runtime
-from shared.store import Recorded
+from services.declarations import tables
+from services.declarations.context import Ctx, context, idempotent
+from services.declarations.domain.catalogue import CATEGORIES
+from services.declarations.domain.intake import Facts, ItemRequest, decide_declaration, decide_deduction
+from shared.auth import CurrentPrincipal, Role, require_community, require_role
+from shared.events.declarations import PointsItem
 
 router = APIRouter()
+IdempotencyKey = Annotated[str, Header(min_length=8, max_length=128)]
+READERS = (Role.recorder, Role.supervisor, Role.leading_group, Role.secretary, Role.auditor, Role.county_admin)
+
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+Evidence = Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=20)]
 
 
-class DeclareRequest(BaseModel):
+class ItemBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    community_id: str = Field(min_length=1, max_length=64)
-    subject_id: str = Field(min_length=1, max_length=64)
-    rule_code: str = Field(min_length=1, max_length=64)
+    community_id: Id
+    subject_id: Id
+    rule_code: Id
     quantity: int = Field(1, ge=1, le=1000)
     occurred_on: dt.date
+    evidence: Evidence = Field(default_factory=list)
+    category: str | None = Field(None, max_length=32)
+
+    def request(self, description: str) -> ItemRequest:
+        return ItemRequest(self.community_id, self.subject_id, self.rule_code, self.quantity, self.occurred_on,
+                           description, tuple(self.evidence), self.category)
+
+
+class DeclareBody(ItemBody):
     channel: str = Field(min_length=1, max_length=32)
     description: str = Field("", max_length=2000)
-    evidence: list[str] = Field(default_factory=list, max_length=20)
 
 
-def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+class DeductBody(ItemBody):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+async def item_facts(conn: asyncpg.Connection, ctx: Ctx, req: ItemRequest) -> Facts:
+    subject = await tables.subject(conn, req.subject_id)
+    month = req.occurred_on.strftime("%Y-%m")
+    used = await tables.usage(conn, [(req.subject_id, req.rule_code, month)]) if subject else {}
+    return Facts(today=ctx.today, community_known=await tables.community_known(conn, req.community_id),
+                 month_certified=await tables.certified(conn, req.community_id, month), subject=subject,
+                 used=used.get((req.subject_id, req.rule_code, month), 0))
+
+
+def answer(item: PointsItem, event_ids: list[str]) -> tuple[int, dict[str, Any]]:
+    return 201, {"item_id": item.item_id, "points": item.points, "event_ids": event_ids}
 
 
 @router.post("/declarations", status_code=201, tags=["declarations"])
-async def declare(
-    body: DeclareRequest,
-    request: Request,
-    principal: CurrentPrincipal,
-    idempotency_key: Annotated[str, Header(min_length=8, max_length=128)],
-) -> dict[str, Any]:
-    if principal.role == Role.declarant:
-        if body.subject_id not in principal.subject_ids:
-            raise Rejected("申报人只能为本人（或本家庭）申报", status=403, code="not_own_subject")
-    require_community(principal, body.community_id)
-    rt = runtime(request)
-    now = dt.datetime.now(dt.UTC)
+async def declare(body: DeclareBody, request: Request, principal: CurrentPrincipal,
+                  idempotency_key: IdempotencyKey) -> Response:
+    ctx = context(request, principal)
 
-    async def work(conn: Any) -> tuple[int, dict[str, Any]]:
-        declaration_id = str(uuid.uuid4())
-        event = DeclarationSubmitted(
-            item_id=declaration_id, community_id=body.community_id, subject_id=body.subject_id,
-            category="resident", rule_code=body.rule_code, rule_version=1, dimension="community_building",
-            quantity=body.quantity, points=body.quantity, channel=body.channel, occurred_on=body.occurred_on,
-            description=body.description, evidence=tuple(body.evidence), entered_by=principal.sub,
-            declared_by=principal.sub,
-        )
-        envs = await rt.store.append(
-            conn, f"declaration-{declaration_id}", 0, [event], key=body.subject_id,
-            recorded=Recorded(actor=principal.sub, time=now, correlation_id=uuid.uuid4()),
-        )
-        return 201, {"declaration_id": declaration_id, "event_ids": [str(e.id) for e in envs]}
+    async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
+        req = body.request(body.description)
+        item = decide_declaration(req, body.channel, ctx.actor, await item_facts(conn, ctx, req), ctx.catalogue,
+                                  str(uuid.uuid4()))
+        return answer(item, await ctx.append(conn, f"item-{item.item_id}", [item], key=item.subject_id, new=True))
 
-    status, response, _ = await run_idempotent(
-        rt.pool, f"declare:{idempotency_key}", fingerprint(body.model_dump(mode="json")), work)
-    return response
+    return await idempotent(ctx, "declare", idempotency_key, body.model_dump(mode="json"), work)
 
 
-@router.get("/ledger", tags=["ledger"])
-async def ledger(request: Request, principal: CurrentPrincipal, community_id: str,
-                 subject_id: str | None = None, month: str | None = None, limit: int = 500) -> dict[str, Any]:
+@router.post("/deductions", status_code=201, tags=["declarations"])
+async def deduct(body: DeductBody, request: Request, principal: CurrentPrincipal,
+                 idempotency_key: IdempotencyKey) -> Response:
+    ctx = context(request, principal)
+
+    async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
+        req = body.request(body.reason)
+        item = decide_deduction(req, body.reason, ctx.actor, await item_facts(conn, ctx, req), ctx.catalogue,
+                                str(uuid.uuid4()))
+        return answer(item, await ctx.append(conn, f"item-{item.item_id}", [item], key=item.subject_id, new=True))
+
+    return await idempotent(ctx, "deduct", idempotency_key, body.model_dump(mode="json"), work)
+
+
+@router.get("/subjects", tags=["roster"])
+async def find_subjects(request: Request, principal: CurrentPrincipal, community_id: str,
+                        q: str = "", include_moved_out: bool = False,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+    """Find a subject by name or id (recorders at the desk)."""
+    require_role(principal, *READERS)
     require_community(principal, community_id)
-    rows = await runtime(request).pool.fetch(
-        """select * from ledger where community_id = $1 and ($2::text is null or subject_id = $2)
-           and ($3::text is null or month = $3) order by recorded_at, item_id limit $4""",
-        community_id, subject_id, month, min(limit, 5000),
-    )
-    return {"items": [dict(r) | {"event_id": str(r["event_id"])} for r in rows]}
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = await request.app.state.runtime.pool.fetch(
+        """select * from subjects where community_id = $1 and (name like $2 or subject_id like $2)
+           and ($3 or moved_out_on is null) order by subject_id limit $4""",
+        community_id, pattern, include_moved_out, limit)
+    return {"items": [{
+        "subject_id": r["subject_id"], "name": r["name"], "categories": list(r["categories"]),
+        "category_titles": [CATEGORIES.get(c, c) for c in r["categories"]], "community_id": r["community_id"],
+        "kind": r["kind"], "gender": r["gender"], "family_id": r["family_id"], "contact_id": r["contact_id"],
+        "units": list(r["units"]), "registered_on": r["registered_on"], "moved_out_on": r["moved_out_on"],
+        "status": "active" if r["moved_out_on"] is None else "moved_out",
+    } for r in rows]}
+
+
+@router.get("/rules", tags=["catalogue"])
+async def rules(request: Request, category: str | None = None, month: str | None = None) -> dict[str, Any]:
+    """The rule catalogue in force for a month (default: the current one), optionally for one category."""
+    if month is None:
+        ctx_now = request.app.state.clock()
+        month = ctx_now.astimezone(_tz(request)).strftime("%Y-%m")
+    catalogue = request.app.state.catalogue
+    version = catalogue.in_force(month)
+    return {"month": month, "version": version.version if version else None,
+            "effective_month": version.effective_month if version else None,
+            "rules": [r.to_json() for r in catalogue.rules_for(month, category)],
+            "categories": CATEGORIES}
+
+
+def _tz(request: Request) -> dt.tzinfo:
+    import zoneinfo
+
+    return zoneinfo.ZoneInfo(request.app.state.runtime.settings.timezone)

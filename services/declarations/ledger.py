@@ -1,6 +1,9 @@
-"""The ledger (台账): every points item with subject, rule, points, channel, actor, evidence, status.
+"""The ledger (台账): every points item with subject, rule, dimension, points, channel, who entered
+it, evidence and status.
 
-A projection of the declarations topic; rebuilt from the log, never written by a command.
+A projection of the declarations topic (items, subject names) and the review topic (status);
+rebuilt from the log, never written by a command, no wall clock. The review topic is ordered per
+community, so the last review event for an item is its status.
 """
 
 from __future__ import annotations
@@ -10,9 +13,20 @@ from collections.abc import Sequence
 import asyncpg
 
 from shared.envelope import Envelope
-from shared.events.declarations import DeclarationSubmitted
+from shared.events.declarations import (
+    DeductionRecorded,
+    PointsItem,
+    SubjectRegistered,
+)
+from shared.events.review import (
+    ItemRejected,
+    ItemReturned,
+    ItemVerified,
+    PointsAwarded,
+    VerificationOverruled,
+)
 from shared.projection import Projection
-from shared.topics import DECLARATIONS
+from shared.topics import DECLARATIONS, REVIEW
 
 SCHEMA = """
 create table if not exists ledger (
@@ -22,49 +36,92 @@ create table if not exists ledger (
     category      text not null,
     rule_code     text not null,
     rule_version  integer not null,
+    rule_title    text not null default '',
     dimension     text not null,
     quantity      integer not null,
     points        integer not null,
     channel       text not null,
+    kind          text not null default 'declaration',
     occurred_on   date not null,
     month         text not null,
     description   text not null,
+    reason        text not null default '',
     evidence      text[] not null,
     entered_by    text not null,
     declared_by   text not null,
+    source_id     text,
     status        text not null,
     recorded_at   timestamptz not null,
     event_id      uuid not null,
     stream_seq    integer not null
 );
+alter table ledger add column if not exists rule_title text not null default '';
+alter table ledger add column if not exists kind text not null default 'declaration';
+alter table ledger add column if not exists reason text not null default '';
+alter table ledger add column if not exists source_id text;
 create index if not exists ledger_by_community_month on ledger (community_id, month);
 create index if not exists ledger_by_subject on ledger (subject_id, month);
+create table if not exists ledger_subjects (
+    subject_id text primary key, community_id text not null, name text not null
+);
+create table if not exists ledger_review (
+    item_id text primary key, status text not null, note text not null
+);
 """
+
+_REVIEW_STATUS: dict[type, str] = {ItemVerified: "verified", ItemReturned: "returned", ItemRejected: "rejected",
+                  PointsAwarded: "certified"}
+
+
+def _review(ev: object) -> tuple[str, str, str] | None:
+    if isinstance(ev, VerificationOverruled):
+        return ev.item_id, ev.decision, ev.reason
+    status = _REVIEW_STATUS.get(type(ev))
+    if status is None:
+        return None
+    note = getattr(ev, "reason", "") or getattr(ev, "to_fix", "")
+    return ev.item_id, status, note  # type: ignore[attr-defined]
 
 
 class LedgerProjection(Projection):
     name = "ledger"
-    topics = (DECLARATIONS,)
-    tables = ("ledger",)
+    topics = (DECLARATIONS, REVIEW)
+    tables = ("ledger", "ledger_subjects", "ledger_review")
     schema = SCHEMA
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
-        rows = []
+        items, subjects, reviews = [], [], []
         for env in envelopes:
             ev = env.event
-            if isinstance(ev, DeclarationSubmitted):
-                rows.append((
-                    ev.item_id, ev.community_id, ev.subject_id, ev.category, ev.rule_code,
-                    ev.rule_version, ev.dimension, ev.quantity, ev.points, ev.channel, ev.occurred_on,
-                    ev.occurred_on.strftime("%Y-%m"), ev.description, list(ev.evidence), ev.entered_by,
-                    ev.declared_by, "submitted", env.time, env.id, env.sequence,
+            if isinstance(ev, PointsItem):
+                deduction = isinstance(ev, DeductionRecorded)
+                items.append((
+                    ev.item_id, ev.community_id, ev.subject_id, ev.category, ev.rule_code, ev.rule_version,
+                    ev.rule_title, ev.dimension, ev.quantity, ev.points, ev.channel,
+                    "deduction" if deduction else "declaration", ev.occurred_on, ev.occurred_on.strftime("%Y-%m"),
+                    ev.description, ev.reason if isinstance(ev, DeductionRecorded) else "", list(ev.evidence),
+                    ev.entered_by, ev.declared_by, ev.source_id, "submitted", env.time, env.id, env.sequence,
                 ))
-        if rows:
+            elif isinstance(ev, SubjectRegistered):
+                subjects.append((ev.subject_id, ev.community_id, ev.name))
+            elif (review := _review(ev)) is not None:
+                reviews.append(review)
+        if items:
             await conn.executemany(
                 """insert into ledger (item_id, community_id, subject_id, category, rule_code, rule_version,
-                       dimension, quantity, points, channel, occurred_on, month, description, evidence,
-                       entered_by, declared_by, status, recorded_at, event_id, stream_seq)
-                   values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)
+                       rule_title, dimension, quantity, points, channel, kind, occurred_on, month, description,
+                       reason, evidence, entered_by, declared_by, source_id, status, recorded_at, event_id,
+                       stream_seq)
+                   values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)
                    on conflict (item_id) do nothing""",
-                rows,
+                items,
             )
+        if subjects:
+            await conn.executemany(
+                """insert into ledger_subjects values ($1, $2, $3)
+                   on conflict (subject_id) do update set name = excluded.name""", subjects)
+        for item_id, status, note in reviews:  # in log order: the last one wins
+            await conn.execute(
+                """insert into ledger_review values ($1, $2, $3)
+                   on conflict (item_id) do update set status = excluded.status, note = excluded.note""",
+                item_id, status, note)

@@ -1,0 +1,156 @@
+"""Shared by the declarations tests: a fresh database + topic namespace, an in-process service
+with a fixed clock, and the example community's roster (the seed's people among them)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+
+from services.declarations.app import build
+from services.declarations.context import DeclarationsConfig, fixed_clock
+from shared.auth import Principal, Role, issue_token
+from shared.settings import Settings
+from shared.topics import create_topics
+
+COMMUNITY = "c-hz01"
+OTHER = "c-hz02"
+# "Now" for the scripted month: the last day of November 2026, noon in Asia/Shanghai.
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+async def fresh_settings(bootstrap: str, dsn: str) -> Settings:
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'create database "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = dsn.rpartition("/")
+    s = Settings(database_url=f"{base}/{name}", kafka_bootstrap_servers=bootstrap, topic_namespace=name,
+                 topic_partitions=int(os.environ.get("TEST_TOPIC_PARTITIONS", "12")), relay_idle_sleep_s=0.01)
+    await create_topics(s)
+    return s
+
+
+def tok(sub: str, role: Role, community: str = COMMUNITY, *subjects: str) -> dict[str, str]:
+    token = issue_token(Principal(sub=sub, role=role, community=community, subject_ids=subjects))
+    return {"authorization": f"Bearer {token}"}
+
+
+ADMIN = tok("county-admin", Role.county_admin, "*")
+RECORDER = tok("rec-wang", Role.recorder)
+SUPERVISOR = tok("sup-liu", Role.supervisor)
+SITE = tok("site-hz01-oa", Role.site)
+
+
+def key() -> dict[str, str]:
+    return {"idempotency-key": str(uuid.uuid4())}
+
+
+@dataclass
+class InProcess:
+    app: Any
+    http: httpx.AsyncClient
+    settings: Settings
+
+    async def post(self, path: str, body: dict[str, Any], auth: dict[str, str], **headers: str) -> httpx.Response:
+        return await self.http.post(path, json=body, headers=auth | key() | headers)
+
+    async def events(self) -> int:
+        return await self.app.state.runtime.pool.fetchval("select count(*) from events")  # type: ignore[no-any-return]
+
+    def set_now(self, now: dt.datetime) -> None:
+        self.app.state.clock = fixed_clock(now)
+
+
+@contextlib.asynccontextmanager
+async def in_process(settings: Settings, now: dt.datetime = NOW) -> AsyncIterator[InProcess]:
+    app = build(settings, DeclarationsConfig(now=now))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://declarations", timeout=30) as http:
+            yield InProcess(app, http, settings)
+
+
+UNITS = [
+    ("jc", "joint_committee", "安置社区联合党委", None),
+    ("gb1", "general_branch", "第一党总支", "jc"),
+    ("br1", "branch", "第一党支部", "gb1"),
+    ("br2", "branch", "第二党支部", "gb1"),
+    ("grp1", "group", "第一党小组", "br1"),
+    ("bld-3", "building", "3 栋", "br1"),
+    ("ws-hair", "workshop", "发制品车间", "br2"),
+    ("vt-1", "volunteer_team", "第一志愿服务队", "br2"),
+]
+
+
+def person(sid: str, name: str, gender: str, *cats: str, family: str | None = None,
+           units: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"subject_id": sid, "kind": "person", "name": name, "categories": list(cats), "gender": gender,
+            "family_id": family, "units": list(units), "registered_on": "2026-10-01"}
+
+
+def family(sid: str, name: str, contact: str) -> dict[str, Any]:
+    return {"subject_id": sid, "kind": "family", "name": name, "categories": ["family"], "contact_id": contact,
+            "registered_on": "2026-10-01"}
+
+
+def organisation(sid: str, name: str, cat: str) -> dict[str, Any]:
+    return {"subject_id": sid, "kind": "organisation", "name": name, "categories": [cat],
+            "registered_on": "2026-10-01"}
+
+
+# Two or more subjects of every category; persons holding several categories; families with a contact.
+SUBJECTS = [
+    organisation("o-br1", "第一党支部", "party_organization"),
+    organisation("o-br2", "第二党支部", "party_organization"),
+    organisation("o-women", "妇联工作站", "mass_organization"),
+    organisation("o-youth", "共青团工作站", "mass_organization"),
+    family("f-zhang", "张家", "p-zhang"),
+    family("f-wang", "王家", "p-wang"),
+    person("p-xu", "徐科品", "male", "party_member", "building_head", units=("bld-3", "grp1")),
+    person("p-ji", "吉正学", "male", "party_member", "community_cadre"),
+    person("p-luo", "罗开英", "female", "party_member", "volunteer", units=("vt-1",)),
+    person("p-yang", "杨红泽", "male", "building_head"),
+    person("p-zhang", "张阿妹", "female", "resident", family="f-zhang"),
+    person("p-wang", "王老三", "male", "resident", "employed", family="f-wang", units=("ws-hair",)),
+    person("p-chen", "陈小红", "female", "employed", units=("ws-hair",)),
+    person("p-li", "李国强", "male", "community_cadre"),
+    person("p-he", "何志远", "male", "volunteer", units=("vt-1",)),
+    person("p-zhao", "赵桂兰", "female", "property_staff"),
+    person("p-sun", "孙德明", "male", "property_staff"),
+]
+
+
+async def register_roster(svc: InProcess | httpx.AsyncClient, community: str = COMMUNITY) -> None:
+    """The example community, its party organisation and grid, and its subjects."""
+
+    async def post(path: str, body: dict[str, Any], auth: dict[str, str]) -> None:
+        http = svc.http if isinstance(svc, InProcess) else svc
+        r = await http.post(path, json=body, headers=auth | key())
+        assert r.status_code == 201, r.text
+
+    await post("/communities", {"community_id": community, "name": "示例安置社区"}, ADMIN)
+    for unit_id, kind, name, parent in UNITS:
+        await post("/org-units", {"community_id": community, "unit_id": f"{community}-{unit_id}", "kind": kind,
+                                  "name": name, "parent_id": f"{community}-{parent}" if parent else None}, ADMIN)
+    subjects = [s | {"units": [f"{community}-{u}" for u in s.get("units", [])]} for s in SUBJECTS]
+    if community != COMMUNITY:
+        subjects = [_renamed(s, community) for s in subjects]
+    await post("/subjects", {"community_id": community, "subjects": subjects}, ADMIN)
+
+
+def _renamed(s: dict[str, Any], community: str) -> dict[str, Any]:
+    out = dict(s)
+    for k in ("subject_id", "family_id", "contact_id"):
+        if out.get(k):
+            out[k] = f"{community}-{out[k]}"
+    return out
