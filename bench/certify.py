@@ -33,6 +33,7 @@ from shared import projection as projections
 from shared import store as event_store
 from shared.envelope import source_for
 from shared.events import load_catalogue
+from shared.events.review import MonthCertified
 from shared.kafka import consumer_config
 from shared.projection import partitions_of
 from shared.relay import Relay
@@ -103,12 +104,13 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
 
     records = await on_kafka(settings)
     closing = envs[-1].event
+    assert isinstance(closing, MonthCertified)
     assert records == n + 1, f"{records} records on Kafka, expected {n + 1}"
     total = published - started
     print(f"certify command (one transaction, {len(envs):,} events): {committed - started:6.2f} s")
     print(f"relay to Kafka (acks=all, idempotent):               {published - committed:6.2f} s")
     print(f"total: {total:.2f} s for {n:,} items = {n / total:,.0f} items/s; on Kafka: {records:,} records")
-    print(f"MonthCertified count={closing.count} total={closing.total} digest={closing.digest[:16]}…")  # type: ignore[union-attr]
+    print(f"MonthCertified count={closing.count} total={closing.total} digest={closing.digest[:16]}…")
     await pool.close()
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -17,7 +21,8 @@ from shared.events.declarations import DeclarationSubmitted, DeductionRecorded
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import EventStore, Recorded
-from shared.topics import DECLARATIONS
+from shared.topics import DECLARATIONS, create_topics
+from tests.support.services import RunningService, running_service
 
 T0 = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
 
@@ -90,3 +95,51 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+@dataclass
+class ReviewUnderTest:
+    """One review service process per test module, fed by a stand-in declarations outbox."""
+
+    service: RunningService
+    settings: Settings
+    feed: DeclarationsFeed
+    clock_file: Path
+
+    def set_clock(self, now: dt.datetime) -> None:
+        self.clock_file.write_text(now.isoformat())
+
+    async def event_count(self) -> int:
+        conn = await asyncpg.connect(self.settings.database_url)
+        try:
+            return await conn.fetchval("select count(*) from events")  # type: ignore[no-any-return]
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def review_service(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTest]:
+    bootstrap, dsn = stack
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'create database "{name}"')
+    finally:
+        await admin.close()
+    settings = Settings(database_url=f"{dsn.rpartition('/')[0]}/{name}", kafka_bootstrap_servers=bootstrap,
+                        topic_namespace=name, topic_partitions=4, relay_idle_sleep_s=0.01)
+    await create_topics(settings)
+    clock_file = Path(tempfile.mkdtemp(prefix="review-clock-")) / "now"
+    clock_file.write_text("")
+    feed = await DeclarationsFeed.start(settings)
+    previous = os.environ.get("REVIEW_CLOCK_FILE")
+    os.environ["REVIEW_CLOCK_FILE"] = str(clock_file)  # the child process inherits it (tests and demos only)
+    try:
+        with running_service("review", settings) as svc:
+            yield ReviewUnderTest(svc, settings, feed, clock_file)
+    finally:
+        if previous is None:
+            os.environ.pop("REVIEW_CLOCK_FILE", None)
+        else:
+            os.environ["REVIEW_CLOCK_FILE"] = previous
+        await feed.close()
