@@ -140,7 +140,8 @@ async def test_given_a_moved_out_subject_when_declaring_after_then_refused(svc: 
     r = await svc.post("/subjects/p-sun/move-out", {"moved_out_on": "2026-11-20", "reason": "迁往县城"}, RECORDER)
     assert r.status_code == 201, r.text
     cleaning = item(subject_id="p-sun", rule_code="CLEANING_DUTY")
-    await then_refused(svc, "/declarations", cleaning | {"occurred_on": "2026-11-21"}, RECORDER, 422, "subject_inactive")
+    await then_refused(svc, "/declarations", cleaning | {"occurred_on": "2026-11-21"}, RECORDER, 422,
+                       "subject_inactive")
     r = await svc.post("/declarations", cleaning | {"occurred_on": "2026-11-19"}, RECORDER)
     assert r.status_code == 201, r.text  # before moving out: still his
 
