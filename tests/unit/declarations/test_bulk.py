@@ -89,9 +89,11 @@ def test_given_a_need_when_posted_taken_and_completed_then_the_doer_earns_its_po
     [posted] = bulk.decide_post_need(need_id="n1", community_id="c1", title="帮李奶奶搬家具", rule_code="HELP_MOVE",
                                      quantity=1, description="", actor=RECORDER, community_known=True, month="2026-11",
                                      catalogue=CATALOGUE)
+    assert (posted.need_id, posted.rule_code, posted.posted_by) == ("n1", "HELP_MOVE", "rec-1")  # type: ignore[attr-defined]
     need = Need("n1", "c1", "帮李奶奶搬家具", "HELP_MOVE", 1, "open")
     p3 = Actor("p3", "declarant", "c1", ("p3",))
     [taken] = bulk.decide_take_need(need, "n1", "p3", facts("p3")["p3"], p3)
+    assert (taken.subject_id, taken.taken_by) == ("p3", "p3")  # type: ignore[attr-defined]
     need = Need("n1", "c1", "帮李奶奶搬家具", "HELP_MOVE", 1, "taken", "p3")
     done, item = bulk.decide_complete_need(need, "n1", DAY, (), facts("p3")["p3"], RECORDER, CATALOGUE, "i9")
     assert isinstance(done, NeedCompleted) and isinstance(item, DeclarationSubmitted)

@@ -33,7 +33,8 @@ def test_given_the_four_levels_when_adding_a_unit_under_its_parent_then_added(ki
 
 
 @pytest.mark.parametrize(("kind", "parent", "code"), [
-    ("group", "gb", "bad_unit_parent"), ("branch", None, "bad_unit_parent"), ("building", "x-br", "unknown_parent_unit"),
+    ("group", "gb", "bad_unit_parent"), ("branch", None, "bad_unit_parent"),
+    ("building", "x-br", "unknown_parent_unit"),
     ("castle", "br", "unknown_unit_kind"), ("branch", "nope", "unknown_parent_unit"),
 ])
 def test_given_a_unit_in_the_wrong_place_then_refused(kind: str, parent: str, code: str) -> None:
