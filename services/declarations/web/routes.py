@@ -23,7 +23,7 @@ from shared.commands import Rejected
 HERE = Path(__file__).parent
 COOKIE = "points_token"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600  # tokens are issued for 30 days by default (shared.auth)
-ENTRY_ROLES = (Role.recorder, Role.supervisor, Role.county_admin)  # domain: deductions only by these
+ENTRY_ROLES = (Role.recorder, Role.supervisor)  # oral declarations and deductions: staff only (domain)
 ROLE_NAMES = {
     Role.declarant: "申报人", Role.recorder: "记录员", Role.supervisor: "监督员", Role.leading_group: "领导小组成员",
     Role.secretary: "第一责任人", Role.clerk: "超市收银员", Role.auditor: "审计员", Role.county_admin: "县级管理员",

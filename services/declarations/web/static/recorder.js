@@ -23,7 +23,7 @@
   };
   const CHANNELS = {
     oral: "口头", wechat: "微信", qq: "QQ", official_account: "公众号", app: "手机APP", activity: "活动",
-    needs_board: "需求", enterprise: "企业", deduction: "扣分",
+    needs_board: "需求", enterprise: "企业", office: "办公室（减分）",
   };
   const STATUSES = {
     submitted: "待审核", verified: "已核实", returned: "已退回", rejected: "已驳回", certified: "已认定",
@@ -194,7 +194,7 @@
     if (!state.subject) {
       select.appendChild(new Option("请先选择积分主体", ""));
     } else if (!wanted.length) {
-      select.appendChild(new Option(state.mode === "deduction" ? "该主体没有可用的扣分项目" : "该主体没有可用的加分项目", ""));
+      select.appendChild(new Option(state.mode === "deduction" ? "该主体没有可用的减分项目" : "该主体没有可用的加分项目", ""));
     } else {
       select.appendChild(new Option("请选择积分项目", ""));
       const groups = new Map();
@@ -211,13 +211,13 @@
       });
     }
     select.disabled = !wanted.length;
-    $("submit").disabled = !wanted.length;
+    $("submit").disabled = state.busy || !wanted.length;
     describeRule();
   }
 
   function mayRecord(rule) {
     // The catalogue says who may record each rule (deductions: recorders and supervisors only).
-    return role === "county_admin" || !Array.isArray(rule.recorded_by) || rule.recorded_by.includes(role);
+    return !Array.isArray(rule.recorded_by) || rule.recorded_by.includes(role);
   }
 
   function score(rule, quantity) {
@@ -252,9 +252,9 @@
     $("tab-deduction").classList.toggle("active", deduction);
     $("tab-declaration").setAttribute("aria-selected", String(!deduction));
     $("tab-deduction").setAttribute("aria-selected", String(deduction));
-    $("description-label").textContent = deduction ? "扣分原因（必填）" : "情况说明";
+    $("description-label").textContent = deduction ? "减分原因（必填）" : "情况说明";
     $("description").placeholder = deduction ? "例如：楼道堆放杂物，经两次提醒未清理" : "例如：帮助 3 户搬迁家庭搬运家具";
-    $("submit").textContent = deduction ? "提交扣分" : "提交申报";
+    $("submit").textContent = deduction ? "提交减分" : "提交申报";
     $("entry-form").classList.toggle("deduction", deduction);
     fillRules();
   }
@@ -277,7 +277,7 @@
       occurred_on: occurredOn, evidence,
     };
     if (state.mode === "deduction") {
-      if (!text) throw new Error("扣分必须填写原因");
+      if (!text) throw new Error("减分必须填写原因");
       return Object.assign(common, { reason: text });
     }
     return Object.assign(common, { channel: "oral", description: text });
@@ -315,13 +315,24 @@
       $("description").value = "";
       $("evidence").value = "";
       describeRule();
-      setTimeout(loadLedger, 400); // the ledger is a projection: give the relay a moment
+      showInLedger(result && result.item_id); // not awaited: the ledger refreshes in the background
+      // Stay disabled a moment: the second click of a double click must not send the (reset) form again.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     } catch (e) {
       if (e.status && e.status !== 0) state.pendingKey = null; // refused: nothing was recorded, a fix is a new request
       show(e.message, "error");
     } finally {
       state.busy = false;
-      button.disabled = false;
+      button.disabled = $("rule").disabled;
+    }
+  }
+
+  async function showInLedger(itemId) {
+    // The ledger is a projection of the log: the new item shows up a moment after it was accepted.
+    for (let attempt = 0; attempt < 20; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, attempt ? 500 : 200));
+      const items = await loadLedger();
+      if (!itemId || !items || items.some((i) => i.item_id === itemId)) return;
     }
   }
 
@@ -345,7 +356,7 @@
     $("csv").href = `/ledger.csv?${query(filters)}`;
     const tbody = $("ledger-table").tBodies[0];
     const totals = $("totals").tBodies[0];
-    if (!filters.community_id) { emptyRow(tbody, 10, "请先填写社区编号"); return; }
+    if (!filters.community_id) { emptyRow(tbody, 10, "请先填写社区编号"); return null; }
     try {
       const data = await api(`/ledger?${query(filters)}`);
       const items = data.items || [];
@@ -361,7 +372,7 @@
         cell(tr, signed(i.points), `num ${i.points < 0 ? "minus" : "plus"}`);
         cell(tr, label(CHANNELS, i.channel));
         cell(tr, i.entered_by);
-        cell(tr, i.declared_by);
+        cell(tr, i.declared_by === i.subject_id ? (i.subject_name || i.declared_by) : i.declared_by);
         cell(tr, (i.evidence || []).join("、"));
         cell(tr, label(STATUSES, i.status));
         tbody.appendChild(tr);
@@ -376,9 +387,11 @@
         cell(tr, signed(t.points), `num ${t.points < 0 ? "minus" : "plus"}`);
         totals.appendChild(tr);
       });
+      return items;
     } catch (e) {
       emptyRow(tbody, 10, "台账加载失败");
       show(e.message, "error");
+      return null;
     }
   }
 
