@@ -1,4 +1,4 @@
-"""The review service's copy of every points item, fed by the declarations topic.
+"""The review service's copy of every points item (and subject and community names), from the declarations topic.
 
 The review service never reads another service's tables: it learns items from the log.
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from shared.envelope import Envelope
-from shared.events.declarations import DeclarationSubmitted, DeductionRecorded
+from shared.events.declarations import CommunityRegistered, DeclarationSubmitted, DeductionRecorded, SubjectRegistered
 from shared.projection import Projection
 from shared.topics import DECLARATIONS
 
@@ -33,6 +33,10 @@ create table if not exists items (
     recorded_at  timestamptz not null
 );
 create index if not exists items_by_month on items (community_id, month);
+create table if not exists subjects (
+    subject_id text primary key, community_id text not null, name text not null
+);
+create table if not exists communities (community_id text primary key, name text not null);
 """
 
 INSERT = """insert into items (item_id, community_id, month, occurred_on, subject_id, category, dimension, rule_code,
@@ -43,7 +47,7 @@ INSERT = """insert into items (item_id, community_id, month, occurred_on, subjec
 class ItemsProjection(Projection):
     name = "review_items"
     topics = (DECLARATIONS,)
-    tables = ("items",)
+    tables = ("items", "subjects", "communities")
     schema = SCHEMA
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
@@ -56,5 +60,13 @@ class ItemsProjection(Projection):
                 rows.append((ev.item_id, ev.community_id, ev.occurred_on.strftime("%Y-%m"), ev.occurred_on,
                              ev.subject_id, ev.category, ev.dimension, ev.rule_code, ev.points, kind, ev.channel,
                              description, ev.entered_by, ev.declared_by, env.time))
+            elif isinstance(ev, SubjectRegistered):
+                await conn.execute("""insert into subjects values ($1, $2, $3)
+                                      on conflict (subject_id) do update set name = excluded.name""",
+                                   ev.subject_id, ev.community_id, ev.name)
+            elif isinstance(ev, CommunityRegistered):
+                await conn.execute("""insert into communities values ($1, $2)
+                                      on conflict (community_id) do update set name = excluded.name""",
+                                   ev.community_id, ev.name)
         if rows:
             await conn.executemany(INSERT, rows)

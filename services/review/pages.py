@@ -50,6 +50,7 @@ async def leading_group(request: Request, principal: CurrentPrincipal, community
     pool, tz = rt.pool, rt.settings.timezone
     return _render(
         "leading_group.html", principal=principal, community_id=community_id, month=month,
+        community_name=await views.community_name(pool, community_id),
         state=await views.month(pool, community_id, month), glance=await views.glance(pool, community_id, month),
         waiting=await views.items(pool, community_id, month, "submitted", limit=200),
         objections=await views.objections(pool, community_id, "open"), local=lambda v: _local(v, tz),
@@ -64,4 +65,5 @@ async def notice(community_id: str, month: str, request: Request) -> HTMLRespons
     state = await views.month(pool, community_id, month)
     lines = await views.notice_lines(pool, community_id, month) if state and state["complete"] else []
     return _render("notice.html", community_id=community_id, month=month, state=state, lines=lines,
+                   community_name=await views.community_name(pool, community_id),
                    local=lambda v: _local(v, tz), status=200 if state else 404)

@@ -46,9 +46,10 @@ async def month(pool: asyncpg.Pool, community_id: str, month: str) -> dict[str, 
 async def notice_lines(pool: asyncpg.Pool, community_id: str, month: str) -> list[dict[str, Any]]:
     """Per subject: certified points of a complete month (公示名单)."""
     rows = await pool.fetch(
-        """select a.subject_id, string_agg(distinct a.category, '、') as categories, count(*) as items,
-                  sum(a.points) as points
+        """select a.subject_id, coalesce(max(s.name), '') as name,
+                  string_agg(distinct a.category, '、') as categories, count(*) as items, sum(a.points) as points
            from board_awards a join board_months m using (community_id, month)
+                left join subjects s using (subject_id)
            where a.community_id = $1 and a.month = $2 and m.complete
            group by a.subject_id order by sum(a.points) desc, a.subject_id""", community_id, month)
     return [dict(r) for r in rows]
@@ -66,3 +67,8 @@ async def corrections(pool: asyncpg.Pool, community_id: str) -> list[dict[str, A
     rows = await pool.fetch("select * from board_corrections where community_id = $1 order by made_at, correction_id",
                             community_id)
     return [dict(r) for r in rows]
+
+
+async def community_name(pool: asyncpg.Pool, community_id: str) -> str:
+    return await pool.fetchval("select name from communities where community_id = $1",  # type: ignore[no-any-return]
+                               community_id) or community_id

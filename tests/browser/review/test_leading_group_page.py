@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from shared.auth import Role
+from shared.events.declarations import CommunityRegistered, SubjectRegistered
 from tests.integration.review.support import ReviewUnderTest, declaration, eventually, review_service
 from tests.support.services import token
 
@@ -25,10 +26,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 async def review(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTest]:
     async with review_service(stack) as r:
         await r.feed.publish([
-            declaration(i, day=dt.date(2026, 9, 5 + i), subject=f"s-{i % 3:02d}", points=3 + i,
+            CommunityRegistered(community_id="c-01", name="幸福社区"),
+            *(SubjectRegistered(subject_id=f"s-{n:02d}", community_id="c-01", kind="person", name=name,
+                                categories=("resident",), registered_on=dt.date(2026, 1, 1))
+              for n, name in enumerate(("徐科品", "王芳", "李明"))),
+            *(declaration(i, day=dt.date(2026, 9, 5 + i), subject=f"s-{i % 3:02d}", points=3 + i,
                         category=("resident", "volunteer")[i % 2],
                         dimension=("community_building", "volunteer_service")[i % 2])
-            for i in range(6)])
+              for i in range(6))])
         r.set_clock(dt.datetime(2026, 9, 30, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))))
         yield r
 
@@ -73,8 +78,9 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
             async with context.expect_page() as opened:
                 await page.click("#notice-link")
             notice = await opened.value
-            await expect(notice.locator("h1")).to_have_text("c-01 社区 2026年9月 积分认定结果公示")
+            await expect(notice.locator("h1")).to_have_text("幸福社区 2026年9月 积分认定结果公示")
             await expect(notice.locator("#notice-lines tbody tr")).to_have_count(3)  # three subjects
+            await expect(notice.locator("#notice-lines tbody")).to_contain_text("徐科品")
             await expect(notice.locator("#notice-lines tfoot")).to_contain_text(str(sum(3 + i for i in range(6))))
             await expect(notice.locator(".foot")).to_contain_text("党员微信群")
             await expect(notice.locator("#window-closes")).to_have_text("2026-10-07 10:00")

@@ -17,7 +17,13 @@ import asyncpg
 
 from shared import store as event_store
 from shared.envelope import source_for
-from shared.events.declarations import DeclarationSubmitted, DeductionRecorded
+from shared.events.declarations import (
+    DeclarationsEvent,
+    DeclarationSubmitted,
+    DeductionRecorded,
+    PointsItem,
+    SubjectRegistered,
+)
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import EventStore, Recorded
@@ -72,13 +78,18 @@ class DeclarationsFeed:
         return cls(pool, Relay(pool, feed_settings, source_for("declarations")),
                    EventStore(source_for("declarations"), DECLARATIONS.name(settings)))
 
-    async def publish(self, events: Sequence[DeclarationSubmitted | DeductionRecorded]) -> None:
+    async def publish(self, events: Sequence[DeclarationsEvent]) -> None:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 for ev in events:
-                    await self.store.append(conn, f"declaration-{ev.item_id}", 0, [ev], key=ev.subject_id,
-                                            recorded=Recorded(actor=ev.entered_by, time=T0,
-                                                              correlation_id=uuid.uuid4()))
+                    if isinstance(ev, PointsItem):
+                        stream, key = f"declaration-{ev.item_id}", ev.subject_id
+                    elif isinstance(ev, SubjectRegistered):
+                        stream, key = f"subject-{ev.subject_id}", ev.subject_id
+                    else:
+                        stream = key = f"community-{getattr(ev, 'community_id', '')}"
+                    await self.store.append(conn, stream, 0, [ev], key=key, recorded=Recorded(
+                        actor="declarations-test", time=T0, correlation_id=uuid.uuid4()))
             while await self.relay.publish_batch(conn):
                 pass
 
