@@ -148,6 +148,28 @@ async def register_roster(svc: InProcess | httpx.AsyncClient, community: str = C
     await post("/subjects", {"community_id": community, "subjects": subjects}, ADMIN)
 
 
+async def publish_review(settings: Settings, community_id: str, events: list[Any]) -> None:
+    """Stand in for the review service: put its events on the review topic, one community stream."""
+    from aiokafka import AIOKafkaProducer
+
+    from shared.envelope import encode_body, headers, source_for
+    from shared.kafka import producer_config
+    from shared.topics import REVIEW
+
+    producer = AIOKafkaProducer(**producer_config(settings))
+    await producer.start()
+    try:
+        for n, ev in enumerate(events, start=1):
+            event_id = uuid.uuid4()
+            await producer.send_and_wait(
+                REVIEW.name(settings), value=encode_body(ev), key=community_id.encode(),
+                headers=headers(event_id=event_id, source=source_for("review"), type_name=ev.type_name(),
+                                stream_id=f"community-{community_id}", version=n, time=NOW, actor="review-test",
+                                correlation_id=event_id, causation_id=None, prev_hash="0" * 64, digest="x"))
+    finally:
+        await producer.stop()
+
+
 def _renamed(s: dict[str, Any], community: str) -> dict[str, Any]:
     out = dict(s)
     for k in ("subject_id", "family_id", "contact_id"):

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from shared.envelope import encode_body, headers, source_for
 from shared.events.review import MonthCertified
-from shared.kafka import producer_config
-from shared.topics import REVIEW
-from tests.integration.declarations.harness import COMMUNITY, RECORDER, InProcess
+from tests.integration.declarations.harness import COMMUNITY, RECORDER, InProcess, publish_review
 
 pytestmark = pytest.mark.integration
 
@@ -21,17 +16,7 @@ pytestmark = pytest.mark.integration
 async def given_the_review_service_certified(svc: InProcess, month: str) -> None:
     ev = MonthCertified(community_id=COMMUNITY, month=month, count=0, total=0, digest="0" * 64,
                         signed_by=("secretary", "member"), certified_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
-    event_id = uuid.uuid4()
-    producer = AIOKafkaProducer(**producer_config(svc.settings))
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            REVIEW.name(svc.settings), value=encode_body(ev), key=COMMUNITY.encode(),
-            headers=headers(event_id=event_id, source=source_for("review"), type_name=ev.type_name(),
-                            stream_id=f"community-{COMMUNITY}", version=1, time=ev.certified_at, actor="secretary",
-                            correlation_id=event_id, causation_id=None, prev_hash="0" * 64, digest="x"))
-    finally:
-        await producer.stop()
+    await publish_review(svc.settings, COMMUNITY, [ev])
     for _ in range(200):
         if await svc.app.state.runtime.pool.fetchval(
                 "select count(*) from certified_months where community_id = $1 and month = $2", COMMUNITY, month):
