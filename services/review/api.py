@@ -28,6 +28,7 @@ MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 Now = Annotated[dt.datetime, Depends(clock_now)]
 IdempotencyKey = Annotated[str, Header(min_length=8, max_length=128)]
 LEADING = (Role.secretary, Role.leading_group)
+STAFF = (Role.recorder, Role.supervisor, *LEADING, Role.auditor, Role.county_admin)
 
 
 class Body(BaseModel):
@@ -233,6 +234,7 @@ async def finalise(community_id: str, month: str, request: Request, principal: C
 # ---- queries (the projections) ------------------------------------------------------------------
 @router.get("/months/{community_id}/{month}")
 async def month_view(community_id: str, month: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    require_role(principal, *STAFF)
     require_community(principal, community_id)
     pool = runtime(request).pool
     return {"month": await views.month(pool, community_id, month),
@@ -243,6 +245,7 @@ async def month_view(community_id: str, month: str, request: Request, principal:
 @router.get("/items")
 async def item_list(community_id: str, month: str, request: Request, principal: CurrentPrincipal,
                     status: str | None = None, limit: int = 500) -> dict[str, Any]:
+    require_role(principal, *STAFF)
     require_community(principal, community_id)
     return {"items": await views.items(runtime(request).pool, community_id, month, status, min(limit, 5000))}
 
@@ -250,11 +253,13 @@ async def item_list(community_id: str, month: str, request: Request, principal: 
 @router.get("/objections")
 async def objection_list(community_id: str, request: Request, principal: CurrentPrincipal,
                          status: str | None = None) -> dict[str, Any]:
+    require_role(principal, *STAFF)
     require_community(principal, community_id)
     return {"objections": await views.objections(runtime(request).pool, community_id, status)}
 
 
 @router.get("/corrections")
 async def correction_list(community_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    require_role(principal, *STAFF)
     require_community(principal, community_id)
     return {"corrections": await views.corrections(runtime(request).pool, community_id)}

@@ -38,6 +38,25 @@ async def review(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTest]:
         yield r
 
 
+async def object_to_an_item(review: ReviewUnderTest) -> str:
+    resident = token("r-1", Role.declarant, "c-01", "s-00")
+    secretary = token("sec", Role.secretary, "c-01")
+    async with httpx.AsyncClient(base_url=review.service.url) as http:
+        r = await http.post("/objections", headers={"idempotency-key": str(uuid.uuid4()),
+                                                    "authorization": f"Bearer {resident}"},
+                            json={"community_id": "c-01", "month": MONTH, "item_id": "c-01-i000001",
+                                  "reason": "那天不在社区"})
+        assert r.status_code == 201, r.text
+        oid: str = r.json()["objection_id"]
+
+        async def queued() -> bool:
+            got = await http.get("/objections", params={"community_id": "c-01", "status": "open"},
+                                 headers={"authorization": f"Bearer {secretary}"})
+            return any(o["objection_id"] == oid for o in got.json()["objections"])
+        await eventually(queued, 15, "the objection in the queue")
+    return oid
+
+
 async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUnderTest) -> None:
     async with httpx.AsyncClient(base_url=review.service.url,
                                  headers={"authorization": f"Bearer {token('rec-2', Role.recorder, 'c-01')}"}) as http:
@@ -86,5 +105,14 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
             await expect(notice.locator("#window-closes")).to_have_text("2026-10-07 10:00")
             await notice.emulate_media(media="print")
             await expect(notice.locator(".noprint")).to_be_hidden()
+
+            # a resident objects; the objection shows in the queue; the secretary upholds it on the page
+            oid = await object_to_an_item(review)
+            await page.reload()
+            row = page.locator(f"tr[data-objection='{oid}']")
+            await expect(row).to_contain_text("那天不在社区")
+            await row.locator(".reason").fill("核实属实，扣回")
+            await row.locator(".uphold").click()
+            await expect(page.locator("#objections")).to_contain_text("暂无待处理的异议", timeout=20_000)
         finally:
             await browser.close()

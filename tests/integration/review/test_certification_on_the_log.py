@@ -215,3 +215,23 @@ async def test_an_upheld_objection_reaches_a_downstream_consumer_as_a_correction
     awards = [e.event for e in log if isinstance(e.event, PointsAwarded)]
     assert "c-01-i000000" in {a.item_id for a in awards}  # the original stays as it was: corrected, not edited
     assert sum(a.points for a in awards) == life["certified"].total == 7 * 2 - 3
+
+
+async def test_two_leading_groups_certifying_at_once_make_one_certification(
+    pool: asyncpg.Pool, settings: Settings, review_store: EventStore, feed: DeclarationsFeed
+) -> None:
+    await feed.publish([declaration(i) for i in range(50)])
+    await ProjectionRunner(pool, ItemsProjection(), settings).catch_up()
+    await pool.execute("insert into review_status select item_id, community_id, month, 'verified' from items")
+
+    async def certify_once() -> int:
+        async with pool.acquire() as conn, conn.transaction():
+            envs = await handlers.certify(conn, review_store, community_id="c-01", month="2026-11", signers=SIGNERS,
+                                          now=LAST_DAY, settings=ReviewSettings(), tz=TZ, recorded=rec("sec"))
+            await asyncio.sleep(0.2)  # hold the transaction open so the two overlap
+            return len(envs)
+
+    results = await asyncio.gather(certify_once(), certify_once(), return_exceptions=True)
+    outcomes = sorted(str(r) if isinstance(r, int) else getattr(r, "code", repr(r)) for r in results)
+    assert outcomes == ["51", "already_certified"]
+    assert await pool.fetchval("select count(*) from events where type like '%MonthCertified%'") == 1
