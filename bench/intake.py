@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -33,12 +34,13 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+import psutil
 from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.local import REPO_ROOT, create_database, free_port
-from deploy.testing import start_test_stack, stop_test_stack
+from deploy.testing import StackHandle, start_test_stack, stop_test_stack
 from shared.auth import Principal, Role, issue_token
 from shared.kafka import consumer_config
 from shared.projection import partitions_of
@@ -150,6 +152,41 @@ async def all_published(pool: asyncpg.Pool, within_s: float = 120) -> None:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the relay did not publish the store's events within {within_s} s")
+
+
+class CpuMeter:
+    """CPU seconds spent by each part of the run (process trees), to say where a declaration's cost goes."""
+
+    def __init__(self, parts: dict[str, int | None]) -> None:
+        self.parts = {name: pid for name, pid in parts.items() if pid}
+        self.start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        used = {}
+        for name, pid in self.parts.items():
+            total = 0.0
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(pid)
+                for proc in (root, *root.children(recursive=True)):
+                    with contextlib.suppress(psutil.Error):
+                        t = proc.cpu_times()
+                        total += t.user + t.system
+            used[name] = total
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk runs, once waited for
+        used["load generator"] = kids.ru_utime + kids.ru_stime + time.process_time()
+        return used
+
+    def begin(self) -> None:
+        self.start = self._now()
+
+    def spent(self) -> dict[str, float]:
+        now = self._now()
+        return {name: now[name] - self.start.get(name, 0.0) for name in now}
+
+
+def cpu_line(spent: dict[str, float], n: int) -> str:
+    parts = "; ".join(f"{name} {seconds / n * 1e3:.2f}" for name, seconds in spent.items())
+    return f"{parts}; total {sum(spent.values()) / n * 1e3:.2f}"
 
 
 def fmt(load: Load, label: str) -> str:
@@ -292,14 +329,16 @@ async def drive_httpx(*, url: str, path: str, token: str, community: str, rule: 
     return Load(len(latencies), len(failures), elapsed, pct(0.50), pct(0.99), failures[0] if failures else "")
 
 
-async def run(args: argparse.Namespace, bootstrap: str, dsn: str, tmp: Path) -> int:
+async def run(args: argparse.Namespace, stack: StackHandle, tmp: Path) -> int:
+    bootstrap, dsn = stack.bootstrap, stack.dsn
     ns = f"bench{uuid.uuid4().hex[:6]}"
     settings = Settings(database_url=create_database(dsn, ns), kafka_bootstrap_servers=bootstrap, topic_namespace=ns,
-                        topic_partitions=args.partitions)
+                        topic_partitions=args.partitions, run_projections=not args.no_projections)
     await create_topics(settings)
     svc = start_service(settings, args.workers, tmp / "service.log")
     try:
-        print(f"service: {svc.url} (uvicorn, {args.workers} worker(s)); log {svc.log}", flush=True)
+        print(f"service: {svc.url} (uvicorn, {args.workers} worker(s), projections "
+              f"{'off' if args.no_projections else 'in process'}); log {svc.log}", flush=True)
         admin = issue_token(Principal(sub="bench-admin", role=Role.county_admin, community="*", name="压测管理员"))
         recorder = issue_token(Principal(sub="bench-recorder", role=Role.recorder, community=COMMUNITY,
                                          name="压测记录员"))
@@ -313,14 +352,20 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str, tmp: Path) -> 
             print(f"load generator: {drive.__name__.removeprefix('drive_')}, {args.connections} connections; "
                   f"{len(subjects)} subjects, rule {RULE}", flush=True)
             await drive(path="/bench/noop", count=min(2000, args.declarations), seconds=10, run_id="warm", **common)
+            meter = CpuMeter({"service": svc.process.pid,
+                              "postgres": stack.postgres.pid if stack.postgres else None,
+                              "kafka": stack.kafka.pid if stack.kafka else None})
+            meter.begin()
             noop = await drive(path="/bench/noop", count=args.declarations, seconds=args.seconds, run_id="noop",
                                **common)
+            noop_cpu = meter.spent()
             print(fmt(noop, "no-op POST"), flush=True)
             await drive(path="/declarations", count=min(1000, args.declarations // 10), seconds=10, run_id="warm",
                         **common)
             await all_published(pool)  # seeding and warm-up events are on Kafka before the clock starts
             before_db = await pool.fetchval("select count(*) from events")
             before_kafka = await topic_records(settings)
+            meter.begin()
             began = time.perf_counter()
             decl = await drive(path="/declarations", count=args.declarations, seconds=args.seconds, run_id="decl",
                                **common)
@@ -328,6 +373,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str, tmp: Path) -> 
             accepted = await pool.fetchval("select count(*) from events") - before_db
             on_kafka, landed = await wait_on_kafka(settings, before_kafka + accepted, within_s=120)
             on_kafka -= before_kafka
+            decl_cpu = meter.spent()
             unpublished = await pool.fetchval("select count(*) from events where published_at is null")
         finally:
             await pool.close()
@@ -344,6 +390,14 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str, tmp: Path) -> 
     print(f"p50 / p99 latency                = {decl.p50_ms:.1f} ms / {decl.p99_ms:.1f} ms")
     print(f"ratio to no-op (HTTP)            = {decl.rate / noop.rate:.2f}")
     print(f"ratio to no-op (end to end)      = {e2e / noop.rate:.2f}")
+    print()
+    cores = os.cpu_count() or 1
+    print(f"CPU ms per request ({cores} cores here; CPU taken by other work on the machine lowers every rate):")
+    print(f"  no-op        : {cpu_line(noop_cpu, max(1, noop.completed))}")
+    print(f"  declaration  : {cpu_line(decl_cpu, max(1, on_kafka))}")
+    system = sum(v for k, v in decl_cpu.items() if k != "load generator") / max(1, on_kafka)
+    if system:
+        print(f"  -> without the load generator, {cores} cores allow about {cores / system:,.0f} declarations/s")
     problems = []
     if on_kafka != accepted:
         problems.append(f"{accepted - on_kafka} accepted declarations are not on Kafka")
@@ -362,12 +416,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--subjects", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--no-projections", action="store_true",
+                        help="RUN_PROJECTIONS=false: the service only takes commands and relays (ledger elsewhere)")
     parser.add_argument("--client", choices=("wrk", "httpx"), default="wrk", help="wrk when installed, else httpx")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="points-bench-intake-"))
     handle = start_test_stack(tmp)
     try:
-        code = asyncio.run(run(args, handle.bootstrap, handle.dsn, tmp))
+        code = asyncio.run(run(args, handle, tmp))
     finally:
         stop_test_stack(handle)
     raise SystemExit(code)
