@@ -55,12 +55,10 @@ class DeductBody(ItemBody):
 
 
 async def item_facts(conn: asyncpg.Connection, ctx: Ctx, req: ItemRequest) -> Facts:
-    subject = await tables.subject(conn, req.subject_id)
     month = req.occurred_on.strftime("%Y-%m")
-    used = await tables.usage(conn, [(req.subject_id, req.rule_code, month)]) if subject else {}
-    return Facts(today=ctx.today, community_known=await tables.community_known(conn, req.community_id),
-                 month_certified=await tables.certified(conn, req.community_id, month), subject=subject,
-                 used=used.get((req.subject_id, req.rule_code, month), 0))
+    subject, known, certified, used = await tables.item_facts(conn, req.subject_id, req.rule_code, month,
+                                                              req.community_id)
+    return Facts(today=ctx.today, community_known=known, month_certified=certified, subject=subject, used=used)
 
 
 def answer(item: PointsItem, event_ids: list[str]) -> tuple[int, dict[str, Any]]:

@@ -96,6 +96,30 @@ async def usage(conn: asyncpg.Connection, keys: Sequence[tuple[str, str, str]]) 
     return {(r["subject_id"], r["rule_code"], r["month"]): r["points"] for r in rows}
 
 
+ITEM_FACTS = """
+with used as (
+    insert into monthly_usage (subject_id, rule_code, month, points) values ($1, $2, $3, 0)
+    on conflict (subject_id, rule_code, month) do update set points = monthly_usage.points
+    returning points
+)
+select (select points from used) as used,
+       exists (select 1 from communities where community_id = $4) as community_known,
+       exists (select 1 from certified_months where community_id = $4 and month = $3) as certified,
+       s.*
+from (select 1) as one left join subjects s on s.subject_id = $1
+"""
+
+
+async def item_facts(conn: asyncpg.Connection, subject_id: str, rule_code: str, month: str,
+                     community_id: str) -> tuple[Subject | None, bool, bool, int]:
+    """(subject, community known, month certified, |points| used) in one round trip; the usage row
+    stays locked to the end of the transaction (a refused command rolls the placeholder row back)."""
+    r = await conn.fetchrow(ITEM_FACTS, subject_id, rule_code, month, community_id)
+    assert r is not None
+    subject = subject_from_row(r) if r["subject_id"] is not None else None
+    return subject, r["community_known"], r["certified"], r["used"]
+
+
 async def certified(conn: asyncpg.Connection, community_id: str, month: str) -> bool:
     return bool(await conn.fetchval(
         "select true from certified_months where community_id = $1 and month = $2", community_id, month))
