@@ -58,14 +58,20 @@ async def seed(pool: asyncpg.Pool, n: int) -> None:
         await conn.execute("insert into review_status select item_id, community_id, month, 'verified' from items")
 
 
-async def on_kafka(settings: Settings) -> int:
+async def on_kafka(settings: Settings) -> tuple[int, str]:
+    """How many records the review topic holds, and the type of the last one (all on the community's partition)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
     await consumer.start()
     try:
         tps = await partitions_of(consumer, [REVIEW.name(settings)])
-        return sum((await consumer.end_offsets(tps)).values())
+        ends = await consumer.end_offsets(tps)
+        tp = max(ends, key=lambda t: ends[t])
+        consumer.assign([tp])
+        consumer.seek(tp, ends[tp] - 1)
+        last = (await consumer.getone()).headers
+        return sum(ends.values()), dict(last)["ce_type"].decode()
     finally:
         await consumer.stop()
 
@@ -102,14 +108,16 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
     published = time.perf_counter()
     await relay._drop_producer()
 
-    records = await on_kafka(settings)
+    records, last_type = await on_kafka(settings)
     closing = envs[-1].event
     assert isinstance(closing, MonthCertified)
     assert records == n + 1, f"{records} records on Kafka, expected {n + 1}"
+    assert last_type == MonthCertified.type_name(), last_type
     total = published - started
     print(f"certify command (one transaction, {len(envs):,} events): {committed - started:6.2f} s")
     print(f"relay to Kafka (acks=all, idempotent):               {published - committed:6.2f} s")
-    print(f"total: {total:.2f} s for {n:,} items = {n / total:,.0f} items/s; on Kafka: {records:,} records")
+    print(f"total: {total:.2f} s for {n:,} items = {n / total:,.0f} items/s")
+    print(f"on Kafka: {records:,} records, the last one {last_type}")
     print(f"MonthCertified count={closing.count} total={closing.total} digest={closing.digest[:16]}…")
     await pool.close()
 
