@@ -91,6 +91,29 @@ class EventStore:
         version, prev = await self.stream_version(conn, stream_id)
         if version != expected_version:
             raise ConcurrencyError(f"stream {stream_id} is at version {version}, expected {expected_version}")
+        envelopes = self._envelopes(stream_id, version, prev, events, key, recorded)
+        try:
+            await self._insert(conn, envelopes)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyError(f"stream {stream_id} was appended to concurrently") from exc
+        return [e for e, _ in envelopes]
+
+    async def append_new_streams(
+        self, conn: asyncpg.Connection, streams: Sequence[tuple[str, Sequence[Event], str, Recorded]]
+    ) -> list[list[Envelope]]:
+        """Start many new streams (stream id, events, key, recorded) in one statement, inside the
+        caller's transaction; e.g. one stream per points item. A stream that already exists makes the
+        whole call fail with ConcurrencyError (unique (stream id, version))."""
+        batches = [self._envelopes(stream_id, 0, GENESIS_HASH, events, key, recorded)
+                   for stream_id, events, key, recorded in streams]
+        try:
+            await self._insert(conn, [pair for batch in batches for pair in batch])
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyError("one of the new streams already exists") from exc
+        return [[e for e, _ in batch] for batch in batches]
+
+    def _envelopes(self, stream_id: str, version: int, prev: str, events: Sequence[Event], key: str,
+                   recorded: Recorded) -> list[tuple[Envelope, bytes]]:
         envelopes = []
         for ev in events:
             version += 1
@@ -102,17 +125,16 @@ class EventStore:
                 causation_id=recorded.causation_id, key=key, prev_hash=prev, hash=digest, event=ev,
             ), body))
             prev = digest
-        try:
-            await conn.executemany(
-                """insert into events (event_id, stream_id, version, type, topic, key, body, recorded_at, actor,
-                                       correlation_id, causation_id, prev_hash, hash)
-                   values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
-                [(e.id, e.subject, e.sequence, e.type, self.topic, e.key, body, e.time, e.actor,
-                  e.correlation_id, e.causation_id, e.prev_hash, e.hash) for e, body in envelopes],
-            )
-        except asyncpg.UniqueViolationError as exc:
-            raise ConcurrencyError(f"stream {stream_id} was appended to concurrently") from exc
-        return [e for e, _ in envelopes]
+        return envelopes
+
+    async def _insert(self, conn: asyncpg.Connection, envelopes: list[tuple[Envelope, bytes]]) -> None:
+        await conn.executemany(
+            """insert into events (event_id, stream_id, version, type, topic, key, body, recorded_at, actor,
+                                   correlation_id, causation_id, prev_hash, hash)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+            [(e.id, e.subject, e.sequence, e.type, self.topic, e.key, body, e.time, e.actor,
+              e.correlation_id, e.causation_id, e.prev_hash, e.hash) for e, body in envelopes],
+        )
 
     async def load(self, conn: asyncpg.Connection, stream_id: str) -> list[Envelope]:
         rows = await conn.fetch("select * from events where stream_id = $1 order by version", stream_id)

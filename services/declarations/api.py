@@ -15,10 +15,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.declarations import tables
-from services.declarations.context import Ctx, context, idempotent
+from services.declarations.batching import Pending, batcher_for
+from services.declarations.context import Ctx, context, idempotent, keyed, respond
 from services.declarations.domain.catalogue import CATEGORIES
 from services.declarations.domain.intake import Facts, ItemRequest, decide_declaration, decide_deduction
 from shared.auth import CurrentPrincipal, Role, require_community, require_role
+from shared.commands import run_idempotent
 from shared.events.declarations import PointsItem
 
 router = APIRouter()
@@ -68,15 +70,21 @@ def answer(item: PointsItem, event_ids: list[str]) -> tuple[int, dict[str, Any]]
 @router.post("/declarations", status_code=201, tags=["declarations"])
 async def declare(body: DeclareBody, request: Request, principal: CurrentPrincipal,
                   idempotency_key: IdempotencyKey) -> Response:
+    """Declare one item. Concurrent declarations are committed together (see batching.py)."""
     ctx = context(request, principal)
+    req = body.request(body.description)
+    key, fp = keyed(ctx, "declare", idempotency_key, body.model_dump(mode="json"))
 
     async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
-        req = body.request(body.description)
         item = decide_declaration(req, body.channel, ctx.actor, await item_facts(conn, ctx, req), ctx.catalogue,
                                   str(uuid.uuid4()))
         return answer(item, await ctx.append(conn, f"item-{item.item_id}", [item], key=item.subject_id, new=True))
 
-    return await idempotent(ctx, "declare", idempotency_key, body.model_dump(mode="json"), work)
+    async def alone() -> tuple[int, dict[str, Any], bool]:
+        return await run_idempotent(ctx.rt.pool, key, fp, work)
+
+    pending = Pending(key, fp, req, body.channel, ctx.actor, ctx.today, ctx.recorded, alone)
+    return respond(*await batcher_for(request.app.state).submit(pending))
 
 
 @router.post("/deductions", status_code=201, tags=["declarations"])

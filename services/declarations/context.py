@@ -90,10 +90,17 @@ def context(request: Request, principal: Principal) -> Ctx:
 Work = Callable[[asyncpg.Connection], Awaitable[tuple[int, dict[str, Any]]]]
 
 
-async def idempotent(ctx: Ctx, command: str, key: str, payload: Any, work: Work) -> Response:
-    """Run ``work`` once per idempotency key; a repeat gets the first answer (same status)."""
-    status, response, replayed = await run_idempotent(
-        ctx.rt.pool, f"declarations:{command}:{key}",
-        fingerprint({"command": command, "actor": ctx.actor.sub, "payload": payload}), work)
+def keyed(ctx: Ctx, command: str, key: str, payload: Any) -> tuple[str, str]:
+    """The command log's key and the request's fingerprint (same key + other request = 409)."""
+    return (f"declarations:{command}:{key}",
+            fingerprint({"command": command, "actor": ctx.actor.sub, "payload": payload}))
+
+
+def respond(status: int, response: dict[str, Any], replayed: bool) -> Response:
     return Response(orjson.dumps(response), status_code=status, media_type="application/json",
                     headers={"idempotent-replay": "true"} if replayed else None)
+
+
+async def idempotent(ctx: Ctx, command: str, key: str, payload: Any, work: Work) -> Response:
+    """Run ``work`` once per idempotency key; a repeat gets the first answer (same status)."""
+    return respond(*await run_idempotent(ctx.rt.pool, *keyed(ctx, command, key, payload), work))
