@@ -58,12 +58,15 @@ async def leading_group(request: Request, principal: CurrentPrincipal, community
 
 
 @router.get("/notice/{community_id}/{month}", response_class=HTMLResponse)
-async def notice(community_id: str, month: str, request: Request) -> HTMLResponse:
-    """公示 is public: no login needed to read it."""
+async def notice(community_id: str, month: str, request: Request, detail: bool = False) -> HTMLResponse:
+    """公示 is public: no login needed to read it. ``detail=1`` adds every item (for objections)."""
     rt: Runtime = request.app.state.runtime
     pool, tz = rt.pool, rt.settings.timezone
     state = await views.month(pool, community_id, month)
-    lines = await views.notice_lines(pool, community_id, month) if state and state["complete"] else []
-    return _render("notice.html", community_id=community_id, month=month, state=state, lines=lines,
+    complete = bool(state and state["complete"])
+    lines = await views.notice_lines(pool, community_id, month) if complete else []
+    items = await views.notice_items(pool, community_id, month) if complete and detail else []
+    return _render("notice.html", community_id=community_id, month=month, state=state, lines=lines, items=items,
+                   detail=detail,
                    community_name=await views.community_name(pool, community_id),
                    local=lambda v: _local(v, tz), status=200 if state else 404)

@@ -72,3 +72,13 @@ async def corrections(pool: asyncpg.Pool, community_id: str) -> list[dict[str, A
 async def community_name(pool: asyncpg.Pool, community_id: str) -> str:
     return await pool.fetchval("select name from communities where community_id = $1",  # type: ignore[no-any-return]
                                community_id) or community_id
+
+
+async def notice_items(pool: asyncpg.Pool, community_id: str, month: str) -> list[dict[str, Any]]:
+    """Item by item (条目明细), so a resident can name the item they object to."""
+    rows = await pool.fetch(
+        """select a.item_id, a.subject_id, coalesce(s.name, '') as name, a.dimension, a.rule_code, a.points
+           from board_awards a join board_months m using (community_id, month) left join subjects s using (subject_id)
+           where a.community_id = $1 and a.month = $2 and m.complete order by a.subject_id, a.item_id""",
+        community_id, month)
+    return [dict(r) for r in rows]

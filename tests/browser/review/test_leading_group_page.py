@@ -103,6 +103,9 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
             await expect(notice.locator("#notice-lines tfoot")).to_contain_text(str(sum(3 + i for i in range(6))))
             await expect(notice.locator(".foot")).to_contain_text("党员微信群")
             await expect(notice.locator("#window-closes")).to_have_text("2026-10-07 10:00")
+            await notice.click("text=查看条目明细")
+            await expect(notice.locator("#notice-items tbody tr")).to_have_count(6)
+            await expect(notice.locator("#notice-items")).to_contain_text("c-01-i000001")
             await notice.emulate_media(media="print")
             await expect(notice.locator(".noprint")).to_be_hidden()
 
