@@ -80,6 +80,12 @@ async def test_a_month_from_verification_to_final_with_every_misuse_refused(revi
         assert post(review, RECORDER, f"/items/{item_id}/verification", {"decision": "verified"}).status_code == 201
     await refused(review, 409, "already_decided", RECORDER, f"/items/{IDS[0]}/verification",
                   {"decision": "rejected", "note": "x"})
+    await refused(review, 403, "forbidden_role", RECORDER, f"/items/{IDS[3]}/overrule",
+                  {"decision": "rejected", "note": "x"})
+    await refused(review, 422, "reason_required", SUPERVISOR, f"/items/{IDS[3]}/overrule", {"decision": "rejected"})
+    for decision in ("rejected", "verified"):  # a supervisor overrules, then thinks again: both stay in the log
+        r = post(review, SUPERVISOR, f"/items/{IDS[3]}/overrule", {"decision": decision, "note": "复核"})
+        assert r.status_code == 201, r.text
     certify = {"community_id": "c-01", "month": MONTH, "co_signer_tokens": [MEMBER_1, MEMBER_2]}
 
     review.set_clock(dt.datetime(2026, 10, 30, 23, 59, tzinfo=SHANGHAI))
