@@ -46,6 +46,11 @@ create table if not exists command_log (
 """
 
 
+COPY_FROM = 1000  # appends of at least this many events use COPY instead of a multi-row insert
+_COLUMNS = ["event_id", "stream_id", "version", "type", "topic", "key", "body", "recorded_at", "actor",
+            "correlation_id", "causation_id", "prev_hash", "hash"]
+
+
 class ConcurrencyError(Exception):
     """Someone else appended to the stream first (expected version no longer current)."""
 
@@ -128,12 +133,16 @@ class EventStore:
         return envelopes
 
     async def _insert(self, conn: asyncpg.Connection, envelopes: list[tuple[Envelope, bytes]]) -> None:
+        rows = [(e.id, e.subject, e.sequence, e.type, self.topic, e.key, body, e.time, e.actor,
+                 e.correlation_id, e.causation_id, e.prev_hash, e.hash) for e, body in envelopes]
+        if len(rows) >= COPY_FROM:  # e.g. a month's certification: COPY is several times faster, same rows
+            await conn.copy_records_to_table("events", records=rows, columns=_COLUMNS)
+            return
         await conn.executemany(
             """insert into events (event_id, stream_id, version, type, topic, key, body, recorded_at, actor,
                                    correlation_id, causation_id, prev_hash, hash)
                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
-            [(e.id, e.subject, e.sequence, e.type, self.topic, e.key, body, e.time, e.actor,
-              e.correlation_id, e.causation_id, e.prev_hash, e.hash) for e, body in envelopes],
+            rows,
         )
 
     async def load(self, conn: asyncpg.Connection, stream_id: str) -> list[Envelope]:
