@@ -42,7 +42,7 @@ async def login(token: str, next: str = "/leading-group") -> RedirectResponse:
 @router.get("/leading-group", response_class=HTMLResponse)
 async def leading_group(request: Request, principal: CurrentPrincipal, community_id: str | None = None,
                         month: str | None = None) -> HTMLResponse:
-    require_role(principal, Role.secretary, Role.leading_group, Role.supervisor, Role.auditor)
+    require_role(principal, Role.secretary, Role.leading_group, Role.supervisor, Role.auditor, Role.county_admin)
     rt: Runtime = request.app.state.runtime
     community_id = community_id or principal.community
     require_community(principal, community_id)
