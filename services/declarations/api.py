@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.declarations import tables
 from services.declarations.batching import Pending, batcher_for
-from services.declarations.context import Ctx, context, idempotent, keyed, respond
+from services.declarations.context import Ctx, Me, context, idempotent, keyed, respond
 from services.declarations.domain.catalogue import CATEGORIES
 from services.declarations.domain.intake import Facts, ItemRequest, decide_declaration, decide_deduction
-from shared.auth import CurrentPrincipal, Role, require_community, require_role
+from shared.auth import Role, require_community, require_role
 from shared.commands import run_idempotent
 from shared.events.declarations import PointsItem
 
@@ -68,7 +68,7 @@ def answer(item: PointsItem, event_ids: list[str]) -> tuple[int, dict[str, Any]]
 
 
 @router.post("/declarations", status_code=201, tags=["declarations"])
-async def declare(body: DeclareBody, request: Request, principal: CurrentPrincipal,
+async def declare(body: DeclareBody, request: Request, principal: Me,
                   idempotency_key: IdempotencyKey) -> Response:
     """Declare one item. Concurrent declarations are committed together (see batching.py)."""
     ctx = context(request, principal)
@@ -88,7 +88,7 @@ async def declare(body: DeclareBody, request: Request, principal: CurrentPrincip
 
 
 @router.post("/deductions", status_code=201, tags=["declarations"])
-async def deduct(body: DeductBody, request: Request, principal: CurrentPrincipal,
+async def deduct(body: DeductBody, request: Request, principal: Me,
                  idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
 
@@ -102,7 +102,7 @@ async def deduct(body: DeductBody, request: Request, principal: CurrentPrincipal
 
 
 @router.get("/subjects", tags=["roster"])
-async def find_subjects(request: Request, principal: CurrentPrincipal, community_id: str,
+async def find_subjects(request: Request, principal: Me, community_id: str,
                         q: str = "", include_moved_out: bool = False,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
     """Find a subject by name or id (recorders at the desk)."""

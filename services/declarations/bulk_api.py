@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.declarations import tables
 from services.declarations.api import Evidence, Id, IdempotencyKey
-from services.declarations.context import Ctx, context, idempotent
+from services.declarations.context import Ctx, Me, context, idempotent
 from services.declarations.domain import bulk
 from services.declarations.domain.intake import Facts
-from shared.auth import CurrentPrincipal, Principal, Role, issue_token, require_community, require_role
+from shared.auth import Principal, Role, issue_token, require_community, require_role
 from shared.events.declarations import PointsItem
 
 router = APIRouter(tags=["bulk intake"])
@@ -97,7 +97,7 @@ def items_answer(events: Sequence[Any], event_ids: list[str], **extra: Any) -> t
 
 
 @router.post("/activities", status_code=201)
-async def record_attendance(body: AttendanceBody, request: Request, principal: CurrentPrincipal,
+async def record_attendance(body: AttendanceBody, request: Request, principal: Me,
                             idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
     activity_id = str(uuid.uuid4())
@@ -116,7 +116,7 @@ async def record_attendance(body: AttendanceBody, request: Request, principal: C
 
 
 @router.post("/work-reports", status_code=201)
-async def report_work(body: WorkReportBody, request: Request, principal: CurrentPrincipal,
+async def report_work(body: WorkReportBody, request: Request, principal: Me,
                       idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
     report_id = str(uuid.uuid4())
@@ -137,7 +137,7 @@ async def report_work(body: WorkReportBody, request: Request, principal: Current
 
 
 @router.post("/needs", status_code=201)
-async def post_need(body: NeedBody, request: Request, principal: CurrentPrincipal,
+async def post_need(body: NeedBody, request: Request, principal: Me,
                     idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
     need_id = str(uuid.uuid4())
@@ -155,7 +155,7 @@ async def post_need(body: NeedBody, request: Request, principal: CurrentPrincipa
 
 
 @router.post("/needs/{need_id}/take", status_code=201)
-async def take_need(need_id: str, body: TakeBody, request: Request, principal: CurrentPrincipal,
+async def take_need(need_id: str, body: TakeBody, request: Request, principal: Me,
                     idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
 
@@ -170,7 +170,7 @@ async def take_need(need_id: str, body: TakeBody, request: Request, principal: C
 
 
 @router.post("/needs/{need_id}/complete", status_code=201)
-async def complete_need(need_id: str, body: CompleteBody, request: Request, principal: CurrentPrincipal,
+async def complete_need(need_id: str, body: CompleteBody, request: Request, principal: Me,
                         idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
     item_id = str(uuid.uuid4())
@@ -190,7 +190,7 @@ async def complete_need(need_id: str, body: CompleteBody, request: Request, prin
 
 
 @router.get("/needs")
-async def list_needs(request: Request, principal: CurrentPrincipal, community_id: str,
+async def list_needs(request: Request, principal: Me, community_id: str,
                      status: str | None = None) -> dict[str, Any]:
     require_community(principal, community_id)
     rows = await request.app.state.runtime.pool.fetch(
@@ -209,7 +209,7 @@ class TokenBody(Body):
 
 
 @router.post("/tokens", status_code=201, tags=["auth"])
-async def issue(body: TokenBody, principal: CurrentPrincipal) -> dict[str, Any]:
+async def issue(body: TokenBody, principal: Me) -> dict[str, Any]:
     """County admin issues a signed token (also: ``python -m shared.auth issue``)."""
     require_role(principal, Role.county_admin)
     token = issue_token(Principal(sub=body.sub, role=body.role, community=body.community,

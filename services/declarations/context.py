@@ -13,18 +13,18 @@ import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import orjson
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.declarations import tables
 from services.declarations.domain.catalogue import RuleCatalogue, catalogue_from_data
 from services.declarations.domain.intake import Actor
-from shared.auth import Principal
+from shared.auth import Principal, current_principal
 from shared.commands import fingerprint, run_idempotent
 from shared.events import Event
 from shared.service import Runtime
@@ -50,6 +50,15 @@ def wall_clock() -> dt.datetime:
 
 def fixed_clock(now: dt.datetime) -> Callable[[], dt.datetime]:
     return lambda: now
+
+
+async def _principal(request: Request) -> Principal:
+    # shared.auth's dependency is a plain function, which FastAPI runs in a worker thread: a thread
+    # hop per request for a few microseconds of HMAC. Awaited here, it stays on the event loop.
+    return current_principal(request)
+
+
+Me = Annotated[Principal, Depends(_principal)]
 
 
 def actor_of(p: Principal) -> Actor:

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from services.declarations.context import Me
 from services.declarations.domain.catalogue import CATEGORIES, DIMENSIONS
-from shared.auth import CurrentPrincipal, Principal, Role, require_community, require_role
+from shared.auth import Principal, Role, require_community, require_role
 
 router = APIRouter(tags=["ledger"])
 READERS = (Role.recorder, Role.supervisor, Role.leading_group, Role.secretary, Role.auditor, Role.county_admin,
@@ -62,7 +63,7 @@ Limit = Annotated[int, Query(ge=1, le=100_000)]
 
 
 @router.get("/ledger")
-async def ledger(request: Request, principal: CurrentPrincipal, community_id: str, subject_id: str | None = None,
+async def ledger(request: Request, principal: Me, community_id: str, subject_id: str | None = None,
                  month: str | None = None, status: str | None = None, channel: str | None = None,
                  rule_code: str | None = None, limit: Limit = 5000) -> dict[str, Any]:
     items, totals = await query(request, principal, community_id, subject_id, month, status, channel, rule_code,
@@ -79,7 +80,7 @@ COLUMNS = [("item_id", "条目编号"), ("occurred_on", "发生日期"), ("subje
 
 
 @router.get("/ledger.csv")
-async def ledger_csv(request: Request, principal: CurrentPrincipal, community_id: str, subject_id: str | None = None,
+async def ledger_csv(request: Request, principal: Me, community_id: str, subject_id: str | None = None,
                      month: str | None = None, status: str | None = None, channel: str | None = None,
                      rule_code: str | None = None, limit: Limit = 100_000) -> Response:
     """UTF-8 with a BOM, so Excel opens the Chinese correctly."""

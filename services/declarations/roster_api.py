@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.declarations import roster_import, tables
 from services.declarations.api import Id, IdempotencyKey
-from services.declarations.context import Ctx, context, idempotent
+from services.declarations.context import Ctx, Me, context, idempotent
 from services.declarations.domain import roster
 from services.declarations.domain.roster import SubjectSpec
-from shared.auth import CurrentPrincipal, Principal, Role, require_community, require_role
+from shared.auth import Principal, Role, require_community, require_role
 from shared.commands import Rejected
 
 router = APIRouter(tags=["roster"])
@@ -79,7 +79,7 @@ def keeper(principal: Principal, community_id: str) -> None:
 
 
 @router.post("/communities", status_code=201)
-async def register_community(body: CommunityBody, request: Request, principal: CurrentPrincipal,
+async def register_community(body: CommunityBody, request: Request, principal: Me,
                              idempotency_key: IdempotencyKey) -> Response:
     require_role(principal, Role.county_admin)
     ctx = context(request, principal)
@@ -94,7 +94,7 @@ async def register_community(body: CommunityBody, request: Request, principal: C
 
 
 @router.post("/org-units", status_code=201)
-async def add_org_unit(body: UnitBody, request: Request, principal: CurrentPrincipal,
+async def add_org_unit(body: UnitBody, request: Request, principal: Me,
                        idempotency_key: IdempotencyKey) -> Response:
     keeper(principal, body.community_id)
     ctx = context(request, principal)
@@ -125,7 +125,7 @@ async def _register(conn: asyncpg.Connection, ctx: Ctx, community_id: str, specs
 
 
 @router.post("/subjects", status_code=201)
-async def register_subjects(body: RegisterBody, request: Request, principal: CurrentPrincipal,
+async def register_subjects(body: RegisterBody, request: Request, principal: Me,
                             idempotency_key: IdempotencyKey) -> Response:
     """Register one or more subjects: all or nothing, every bad item reported."""
     keeper(principal, body.community_id)
@@ -139,7 +139,7 @@ async def register_subjects(body: RegisterBody, request: Request, principal: Cur
 
 
 @router.post("/subjects/{subject_id}/categories", status_code=201)
-async def change_categories(subject_id: str, body: CategoriesBody, request: Request, principal: CurrentPrincipal,
+async def change_categories(subject_id: str, body: CategoriesBody, request: Request, principal: Me,
                             idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
     require_role(principal, *ROSTER_KEEPERS)
@@ -155,7 +155,7 @@ async def change_categories(subject_id: str, body: CategoriesBody, request: Requ
 
 
 @router.post("/subjects/{subject_id}/move-out", status_code=201)
-async def move_out(subject_id: str, body: MoveOutBody, request: Request, principal: CurrentPrincipal,
+async def move_out(subject_id: str, body: MoveOutBody, request: Request, principal: Me,
                    idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
     require_role(principal, *ROSTER_KEEPERS)
@@ -171,7 +171,7 @@ async def move_out(subject_id: str, body: MoveOutBody, request: Request, princip
 
 
 @router.post("/roster/import", status_code=201)
-async def import_roster(request: Request, principal: CurrentPrincipal, idempotency_key: IdempotencyKey,
+async def import_roster(request: Request, principal: Me, idempotency_key: IdempotencyKey,
                         community_id: Annotated[str, Form(min_length=1, max_length=64)],
                         file: Annotated[UploadFile, File()]) -> Response:
     """Bulk import from CSV or .xlsx. Any bad row: nothing imported, 422 with every bad row and why."""
