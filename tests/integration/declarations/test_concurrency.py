@@ -1,0 +1,77 @@
+"""Concurrent declarations are committed together (group commit) yet each keeps its own rules:
+the monthly cap holds across a batch, and one idempotency key still means one event."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from shared.auth import Role
+from tests.integration.declarations.harness import ADMIN, COMMUNITY, RECORDER, InProcess, tok
+
+pytestmark = pytest.mark.integration
+
+
+def move(subject: str, **over: Any) -> dict[str, Any]:
+    return {"community_id": COMMUNITY, "subject_id": subject, "rule_code": "HELP_MOVE", "quantity": 1,
+            "occurred_on": "2026-11-09", "channel": "oral"} | over
+
+
+async def test_given_30_concurrent_items_against_a_cap_of_6_then_exactly_6_are_accepted(svc: InProcess) -> None:
+    before = await svc.events()
+    answers = await asyncio.gather(*(svc.post("/declarations", move("p-zhao"), RECORDER) for _ in range(30)))
+    codes = Counter((a.status_code, a.json().get("error")) for a in answers)
+    assert codes == {(201, None): 6, (422, "monthly_cap_exceeded"): 24}
+    assert await svc.events() == before + 6
+    r = await svc.http.get("/ledger", params={"community_id": COMMUNITY, "subject_id": "p-zhao",
+                                              "rule_code": "HELP_MOVE"}, headers=RECORDER)
+    assert r.status_code == 200
+
+
+async def test_given_one_key_sent_10_times_at_once_then_one_event_and_10_equal_answers(svc: InProcess) -> None:
+    headers = RECORDER | {"idempotency-key": f"k-{uuid.uuid4()}"}
+    before = await svc.events()
+    answers = await asyncio.gather(*(svc.http.post("/declarations", json=move("p-chen"), headers=headers)
+                                     for _ in range(10)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.text for a in answers}) == 1
+    assert await svc.events() == before + 1
+
+
+async def test_given_a_mix_of_good_and_bad_items_at_once_then_only_the_bad_are_refused(svc: InProcess) -> None:
+    before = await svc.events()
+    bodies = [move("p-he", rule_code="LAW_STUDY"), move("p-nobody"), move("p-he", rule_code="NOPE"),
+              move("p-he", rule_code="COMMUNITY_MEETING"), move("p-he", occurred_on="2027-01-01")]
+    answers = await asyncio.gather(*(svc.post("/declarations", b, RECORDER) for b in bodies))
+    assert [(a.status_code, a.json().get("error")) for a in answers] == [
+        (201, None), (422, "unknown_subject"), (422, "unknown_rule"), (201, None), (422, "future_date")]
+    assert await svc.events() == before + 2
+
+
+async def test_given_a_category_change_then_rules_for_the_new_category_apply(svc: InProcess) -> None:
+    talk = move("p-sun", rule_code="POLICY_TALK", occurred_on="2026-11-18")
+    r = await svc.post("/declarations", talk, RECORDER)
+    assert r.status_code == 422 and r.json()["error"] == "rule_not_for_category"
+    r = await svc.post("/subjects/p-sun/categories", {"categories": ["property_staff", "volunteer"],
+                                                      "changed_on": "2026-11-01"}, RECORDER)
+    assert r.status_code == 201, r.text
+    r = await svc.post("/declarations", talk, RECORDER)
+    assert r.status_code == 201 and r.json()["points"] == 10, r.text
+
+
+async def test_given_a_county_admin_then_tokens_are_issued_and_work(svc: InProcess) -> None:
+    r = await svc.post("/tokens", {"sub": "p-luo", "role": "declarant", "community": COMMUNITY,
+                                   "subject_ids": ["p-luo"], "name": "罗开英"}, ADMIN)
+    assert r.status_code == 201, r.text
+    luo = {"authorization": f"Bearer {r.json()['token']}"}
+    r = await svc.post("/declarations", move("p-luo", rule_code="LAW_STUDY", channel="app"), luo)
+    assert r.status_code == 201, r.text
+    r = await svc.post("/tokens", {"sub": "x", "role": "county_admin", "community": "*"}, RECORDER)
+    assert r.status_code == 403 and r.json()["error"] == "forbidden_role"
+    r = await svc.post("/tokens", {"sub": "x", "role": "recorder", "community": COMMUNITY},
+                       tok("p-luo", Role.declarant, COMMUNITY, "p-luo"))
+    assert r.status_code == 403
