@@ -110,7 +110,7 @@ async def find_subjects(request: Request, principal: Me, community_id: str,
     require_community(principal, community_id)
     pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     rows = await request.app.state.runtime.pool.fetch(
-        """select * from subjects where community_id = $1 and (name like $2 or subject_id like $2)
+        """select * from subjects where community_id = $1 and (name ilike $2 or subject_id ilike $2)
            and ($3 or moved_out_on is null) order by subject_id limit $4""",
         community_id, pattern, include_moved_out, limit)
     return {"items": [{

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
-from services.declarations import api, bulk_api, ledger_api, roster_api, tables
+from services.declarations import api, batching, bulk_api, ledger_api, roster_api, tables
 from services.declarations.certified import CertifiedMonths
 from services.declarations.context import DeclarationsConfig, fixed_clock, load_catalogue, wall_clock
 from services.declarations.ledger import LedgerProjection
@@ -25,4 +28,15 @@ def build(settings: Settings | None = None, config: DeclarationsConfig | None = 
                      schema=tables.SCHEMA, settings=settings, title="积分申报服务 declarations")
     app.state.catalogue = load_catalogue(config.rules_file)
     app.state.clock = fixed_clock(config.now) if config.now else wall_clock
+    shared_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with shared_lifespan(app):
+            try:
+                yield
+            finally:
+                await batching.stop(app.state)  # before the pool closes
+
+    app.router.lifespan_context = lifespan
     return app

@@ -10,6 +10,8 @@ error, a deadlock), every request in it is retried on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ class Pending:
     req: ItemRequest
     channel: str
     actor: Actor
-    today: Any
+    today: dt.date
     recorded: Recorded
     single: Callable[[], Awaitable[Answer]]  # the one-by-one path, for a failed batch
     future: asyncio.Future[Answer] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -132,15 +134,16 @@ class Batcher:
         if not todo:
             return
         reqs = [batch[i].req for i in todo]
-        usage_keys = sorted({(r.subject_id, r.rule_code, r.occurred_on.strftime("%Y-%m")) for r in reqs})
+        subjects = {r["subject_id"]: subject_from_row(r) for r in await conn.fetch(
+            "select * from subjects where subject_id = any($1::text[])", list({r.subject_id for r in reqs}))}
+        usage_keys = sorted({(r.subject_id, r.rule_code, r.occurred_on.strftime("%Y-%m")) for r in reqs
+                             if r.subject_id in subjects})  # sorted: batches lock usage rows in one order
         used = {(r["subject_id"], r["rule_code"], r["month"]): r["points"] for r in await conn.fetch(
             """insert into monthly_usage (subject_id, rule_code, month, points)
                select *, 0 from unnest($1::text[], $2::text[], $3::text[])
                on conflict (subject_id, rule_code, month) do update set points = monthly_usage.points
                returning subject_id, rule_code, month, points""",
             [k[0] for k in usage_keys], [k[1] for k in usage_keys], [k[2] for k in usage_keys])}
-        subjects = {r["subject_id"]: subject_from_row(r) for r in await conn.fetch(
-            "select * from subjects where subject_id = any($1::text[])", list({r.subject_id for r in reqs}))}
         communities = {r["community_id"] for r in await conn.fetch(
             "select community_id from communities where community_id = any($1::text[])",
             list({r.community_id for r in reqs}))}
@@ -200,3 +203,20 @@ def batcher_for(app_state: Any) -> Batcher:
         b = Batcher(app_state.runtime, app_state.catalogue)
         app_state.batcher = b
     return b
+
+
+async def stop(app_state: Any) -> None:
+    """At shutdown: let queued requests finish, then stop the workers."""
+    b: Batcher | None = getattr(app_state, "batcher", None)
+    if b is None:
+        return
+    for _ in range(100):
+        if b.queue.empty():
+            break
+        await asyncio.sleep(0.05)
+    for task in b.tasks:
+        task.cancel()
+    for task in b.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    app_state.batcher = None
