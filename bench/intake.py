@@ -7,7 +7,9 @@ subjects through the API, then on loopback:
   2. drives ``POST /declarations`` (a fresh Idempotency-Key each), bounded in count and time;
   3. waits until every accepted declaration is a record on the declarations topic.
 Prints declarations/s end to end (first request -> last record on Kafka), p50/p99 latency and the
-ratio to the no-op rate. Load generator: wrk (Debian package ``wrk``) when installed, else httpx.
+ratio to the no-op rate, and the CPU each part spends per request. Load generator: wrk (Debian
+package ``wrk``) when installed, else httpx, which itself burns several CPU ms per request and so
+understates the service on a small machine.
 
 Usage: .venv/bin/python bench/intake.py [--declarations 30000] [--seconds 60] [--connections 64] [--workers 1]
 """

@@ -32,7 +32,7 @@
 
   const $ = (id) => document.getElementById(id);
   const label = (map, code) => map[code] || code || "";
-  const state = { subject: null, mode: "declaration", rules: [], pendingKey: null, busy: false };
+  const state = { subject: null, mode: "declaration", rules: [], rulesMonth: "", pendingKey: null, busy: false };
 
   // --- helpers ---------------------------------------------------------------------------------------
   function today() {
@@ -139,7 +139,7 @@
       items.forEach((s) => {
         const tr = document.createElement("tr");
         cell(tr, s.name || s.subject_id).title = s.subject_id;
-        cell(tr, (s.categories || []).map((c) => label(CATEGORIES, c)).join("、"));
+        cell(tr, (s.category_titles || (s.categories || []).map((c) => label(CATEGORIES, c))).join("、"));
         cell(tr, label(STATUSES, s.status));
         const td = cell(tr, "");
         const pick = document.createElement("button");
@@ -175,8 +175,11 @@
     select.replaceChildren(new Option("加载积分项目中…", ""));
     const byCode = new Map();
     try {
+      // The catalogue is versioned by month: list the rules in force in the month the item happened.
+      const month = ($("occurred_on").value || today()).slice(0, 7);
+      state.rulesMonth = month;
       for (const category of state.subject.categories || []) {
-        const data = await api(`/rules?${query({ category })}`);
+        const data = await api(`/rules?${query({ category, month })}`);
         (data.rules || []).forEach((r) => byCode.set(r.code, r));
       }
     } catch (e) {
@@ -188,6 +191,7 @@
 
   function fillRules() {
     const select = $("rule");
+    const previous = select.value;
     const wanted = state.rules.filter((r) => (state.mode === "deduction" ? r.points_per_unit < 0 : r.points_per_unit > 0))
       .filter(mayRecord);
     select.replaceChildren();
@@ -210,6 +214,7 @@
         select.appendChild(group);
       });
     }
+    if (previous && wanted.some((r) => r.code === previous)) select.value = previous;
     select.disabled = !wanted.length;
     $("submit").disabled = state.busy || !wanted.length;
     describeRule();
@@ -409,6 +414,10 @@
     $("tab-deduction").addEventListener("click", () => setMode("deduction"));
     $("rule").addEventListener("change", () => { state.pendingKey = null; describeRule(); });
     $("quantity").addEventListener("input", describeRule);
+    $("occurred_on").addEventListener("change", () => {
+      const month = $("occurred_on").value.slice(0, 7);
+      if (state.subject && month && month !== state.rulesMonth) loadRules();
+    });
     ["quantity", "occurred_on", "description", "evidence"].forEach((id) =>
       $(id).addEventListener("input", () => { state.pendingKey = null; }));
     $("entry-form").addEventListener("submit", submitEntry);
