@@ -422,5 +422,5 @@
       $(id).addEventListener("input", () => { state.pendingKey = null; }));
     $("entry-form").addEventListener("submit", submitEntry);
   }
-  if (community()) loadLedger();
+  loadLedger();
 })();
