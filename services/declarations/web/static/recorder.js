@@ -165,6 +165,7 @@
     state.pendingKey = null;
     show("", "info");
     ensureSubjectOption(subject);
+    if (window.matchMedia("(max-width: 900px)").matches) $("entry").scrollIntoView({ block: "start" }); // stacked
     await loadRules();
   }
 
