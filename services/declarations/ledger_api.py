@@ -17,9 +17,7 @@ router = APIRouter(tags=["ledger"])
 READERS = (Role.recorder, Role.supervisor, Role.leading_group, Role.secretary, Role.auditor, Role.county_admin,
            Role.declarant)
 
-ITEMS = """
-select l.*, coalesce(s.name, l.subject_id) as subject_name, coalesce(r.status, l.status) as review_status,
-       coalesce(r.note, '') as review_note
+FILTERED = """
 from ledger l
 left join ledger_subjects s on s.subject_id = l.subject_id
 left join ledger_review r on r.item_id = l.item_id
@@ -27,8 +25,12 @@ where l.community_id = $1
   and ($2::text is null or l.subject_id = $2) and ($3::text is null or l.month = $3)
   and ($4::text is null or coalesce(r.status, l.status) = $4) and ($5::text is null or l.channel = $5)
   and ($6::text is null or l.rule_code = $6) and ($7::text[] is null or l.subject_id = any($7))
-order by l.occurred_on, l.recorded_at, l.item_id
 """
+ITEMS = """select l.*, coalesce(s.name, l.subject_id) as subject_name, coalesce(r.status, l.status) as review_status,
+       coalesce(r.note, '') as review_note""" + FILTERED + "order by l.occurred_on, l.recorded_at, l.item_id limit $8"
+# Totals over every matching item, not just the page returned.
+TOTALS = """select l.subject_id, min(coalesce(s.name, l.subject_id)) as subject_name, sum(l.points)::int as points,
+       count(*)::int as items""" + FILTERED + "group by l.subject_id order by points desc, l.subject_id"
 
 
 async def query(request: Request, principal: Principal, community_id: str, subject_id: str | None,
@@ -37,8 +39,9 @@ async def query(request: Request, principal: Principal, community_id: str, subje
     require_role(principal, *READERS)
     require_community(principal, community_id)
     own = list(principal.subject_ids) if principal.role == Role.declarant else None  # declarants: own items only
-    rows = await request.app.state.runtime.pool.fetch(
-        ITEMS + " limit $8", community_id, subject_id, month, status, channel, rule_code, own, limit)
+    pool = request.app.state.runtime.pool
+    args = (community_id, subject_id, month, status, channel, rule_code, own)
+    rows = await pool.fetch(ITEMS, *args, limit)
     items = [{
         "item_id": r["item_id"], "community_id": r["community_id"], "subject_id": r["subject_id"],
         "subject_name": r["subject_name"], "category": r["category"], "category_title": CATEGORIES.get(r["category"]),
@@ -50,13 +53,8 @@ async def query(request: Request, principal: Principal, community_id: str, subje
         "description": r["description"], "reason": r["reason"], "source_id": r["source_id"],
         "recorded_at": r["recorded_at"], "event_id": str(r["event_id"]),
     } for r in rows]
-    totals: dict[str, dict[str, Any]] = {}
-    for i in items:
-        t = totals.setdefault(i["subject_id"], {"subject_id": i["subject_id"], "subject_name": i["subject_name"],
-                                                "points": 0, "items": 0})
-        t["points"] += i["points"]
-        t["items"] += 1
-    return items, sorted(totals.values(), key=lambda t: (-t["points"], t["subject_id"]))
+    totals = [dict(r) for r in await pool.fetch(TOTALS, *args)]
+    return items, totals
 
 
 Limit = Annotated[int, Query(ge=1, le=100_000)]
@@ -68,7 +66,8 @@ async def ledger(request: Request, principal: Me, community_id: str, subject_id:
                  rule_code: str | None = None, limit: Limit = 5000) -> dict[str, Any]:
     items, totals = await query(request, principal, community_id, subject_id, month, status, channel, rule_code,
                                 limit)
-    return {"items": items, "totals": totals, "count": len(items), "points": sum(i["points"] for i in items)}
+    return {"items": items, "totals": totals, "count": sum(t["items"] for t in totals),
+            "points": sum(t["points"] for t in totals), "returned": len(items), "limit": limit}
 
 
 COLUMNS = [("item_id", "条目编号"), ("occurred_on", "发生日期"), ("subject_id", "主体编号"), ("subject_name", "主体"),

@@ -118,10 +118,10 @@ async def _register(conn: asyncpg.Connection, ctx: Ctx, community_id: str, specs
         community_id, await tables.community_known(conn, community_id), specs,
         await tables.taken_ids(conn, [s.subject_id for s in specs]), await tables.units(conn, community_id),
         await tables.ids_of_kind(conn, community_id, "family"), await tables.ids_of_kind(conn, community_id, "person"))
-    ids = []
-    for ev in events:
-        ids += await ctx.append(conn, f"subject-{ev.subject_id}", [ev], key=ev.subject_id, new=True)
-    return ids
+    envs = await ctx.rt.store.append_new_streams(
+        conn, [(f"subject-{ev.subject_id}", [ev], ev.subject_id, ctx.recorded) for ev in events])
+    await tables.evolve(conn, events)
+    return [str(e.id) for batch in envs for e in batch]
 
 
 @router.post("/subjects", status_code=201)
