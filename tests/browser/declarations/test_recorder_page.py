@@ -46,8 +46,8 @@ def seed_community(svc: RunningService) -> None:
         assert r.status_code == 201, r.text
         r = http.post("/subjects", headers={"idempotency-key": str(uuid.uuid4())}, json={
             "community_id": "c-01", "subjects": [
-                {"subject_id": "p-xkp", "kind": "person", "name": "徐科品", "categories": ["building_head"],
-                 "gender": "male"},
+                {"subject_id": "p-xkp", "kind": "person", "name": "徐科品",
+                 "categories": ["building_head", "party_member"], "gender": "male"},
                 {"subject_id": "p-wxy", "kind": "person", "name": "王秀英", "categories": ["resident"],
                  "gender": "female"},
             ]})
@@ -96,6 +96,8 @@ async def test_a_recorder_enters_an_oral_declaration_and_sees_it_in_the_ledger(
 
         # a valid oral declaration, double-clicked: counted once
         await page.fill("#quantity", "2")
+        await expect(page.locator("#category-row")).to_be_visible()  # a talk counts for 楼栋长 or 党员
+        await page.select_option("#category", "party_member")
         await page.fill("#description", "在 3 号楼宣讲搬迁政策")
         await page.fill("#evidence", "IMG_001.jpg")
         await page.dblclick("#submit")
@@ -106,6 +108,7 @@ async def test_a_recorder_enters_an_oral_declaration_and_sees_it_in_the_ledger(
         await expect(row).to_have_count(1, timeout=10_000)
         await expect(row).to_contain_text("徐科品")
         await expect(row).to_contain_text("宣讲搬迁政策")
+        await expect(row).to_contain_text("党员")
         await expect(row).to_contain_text("+20")
         await expect(row).to_contain_text("口头")
         await expect(row).to_contain_text("rec-li")
@@ -129,7 +132,8 @@ async def test_a_recorder_enters_an_oral_declaration_and_sees_it_in_the_ledger(
 
         with svc.client(recorder) as http:
             items = http.get("/ledger", params={"community_id": "c-01"}).json()["items"]
-        assert [(i["subject_id"], i["rule_code"], i["points"], i["channel"], i["entered_by"]) for i in items] == [
-            ("p-xkp", "POLICY_TALK", 20, "oral", "rec-li"), ("p-xkp", "LITTERING", -5, "office", "rec-li")]
+        assert [(i["subject_id"], i["rule_code"], i["category"], i["points"], i["channel"], i["entered_by"])
+                for i in items] == [("p-xkp", "POLICY_TALK", "party_member", 20, "oral", "rec-li"),
+                                    ("p-xkp", "LITTERING", "building_head", -5, "office", "rec-li")]
         assert items[1]["reason"] == "楼道堆放杂物，两次提醒未清理"
         assert page_errors == []

@@ -236,9 +236,21 @@
     return state.rules.find((r) => r.code === $("rule").value) || null;
   }
 
+  function fillCategories(rule) {
+    // Rankings are per category: when the rule fits several of the subject's categories, the recorder says which.
+    const fits = rule && state.subject
+      ? (state.subject.categories || []).filter((c) => !rule.categories || rule.categories.includes(c)) : [];
+    const select = $("category");
+    const previous = select.value;
+    select.replaceChildren(...fits.map((c) => new Option(label(CATEGORIES, c), c)));
+    if (fits.includes(previous)) select.value = previous;
+    $("category-row").hidden = fits.length < 2;
+  }
+
   function describeRule() {
     const r = currentRule();
     const info = $("rule-info");
+    fillCategories(r);
     if (!r) { info.textContent = ""; return; }
     const parts = [`每${r.unit} ${signed(r.points_per_unit)} 分`];
     if (r.weight && r.weight !== 1) parts.push(`权重 ×${r.weight}`);
@@ -282,6 +294,7 @@
       community_id: community(), subject_id: state.subject.subject_id, rule_code: rule.code, quantity,
       occurred_on: occurredOn, evidence,
     };
+    if (!$("category-row").hidden) common.category = $("category").value;
     if (state.mode === "deduction") {
       if (!text) throw new Error("减分必须填写原因");
       return Object.assign(common, { reason: text });
@@ -362,17 +375,18 @@
     $("csv").href = `/ledger.csv?${query(filters)}`;
     const tbody = $("ledger-table").tBodies[0];
     const totals = $("totals").tBodies[0];
-    if (!filters.community_id) { emptyRow(tbody, 10, "请先填写社区编号"); return null; }
+    if (!filters.community_id) { emptyRow(tbody, 11, "请先填写社区编号"); return null; }
     try {
       const data = await api(`/ledger?${query(filters)}`);
       const items = data.items || [];
-      if (!items.length) emptyRow(tbody, 10, "本条件下没有记录");
+      if (!items.length) emptyRow(tbody, 11, "本条件下没有记录");
       else tbody.replaceChildren();
       items.forEach((i) => {
         const tr = document.createElement("tr");
         tr.dataset.itemId = i.item_id;
         cell(tr, i.occurred_on);
         cell(tr, i.subject_name || i.subject_id).title = i.subject_id;
+        cell(tr, i.category_title || label(CATEGORIES, i.category));
         cell(tr, i.rule_title || i.rule_code).title = i.rule_code;
         cell(tr, label(DIMENSIONS, i.dimension));
         cell(tr, signed(i.points), `num ${i.points < 0 ? "minus" : "plus"}`);
@@ -395,7 +409,7 @@
       });
       return items;
     } catch (e) {
-      emptyRow(tbody, 10, "台账加载失败");
+      emptyRow(tbody, 11, "台账加载失败");
       show(e.message, "error");
       return null;
     }
@@ -414,6 +428,7 @@
     $("tab-declaration").addEventListener("click", () => setMode("declaration"));
     $("tab-deduction").addEventListener("click", () => setMode("deduction"));
     $("rule").addEventListener("change", () => { state.pendingKey = null; describeRule(); });
+    $("category").addEventListener("change", () => { state.pendingKey = null; });
     $("quantity").addEventListener("input", describeRule);
     $("occurred_on").addEventListener("change", () => {
       const month = $("occurred_on").value.slice(0, 7);
