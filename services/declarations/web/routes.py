@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared.auth import ALL_COMMUNITIES, Principal, Role, read_token
 from shared.commands import Rejected
+from shared.settings import get_settings
 
 HERE = Path(__file__).parent
 COOKIE = "points_token"
@@ -84,9 +85,12 @@ async def recorder_page(request: Request, token: str | None = None) -> Response:
     principal = _principal(cookie)
     if not isinstance(principal, Principal):
         return _sign_in(principal, 401)
+    runtime = getattr(request.app.state, "runtime", None)
+    settings = runtime.settings if runtime is not None else get_settings()
     return _page(
         "recorder.html", principal=principal, role_name=ROLE_NAMES.get(principal.role, principal.role.value),
         may_enter=principal.role in ENTRY_ROLES, county_wide=principal.community == ALL_COMMUNITIES,
+        timezone=settings.timezone,  # "today" and months are the county's civil dates
     )
 
 
