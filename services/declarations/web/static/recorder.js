@@ -159,7 +159,7 @@
 
   async function choose(subject) {
     state.subject = subject;
-    const cats = (subject.categories || []).map((c) => label(CATEGORIES, c)).join("、");
+    const cats = (subject.category_titles || (subject.categories || []).map((c) => label(CATEGORIES, c))).join("、");
     $("selected").textContent = `已选择：${subject.name}（${cats}，编号 ${subject.subject_id}）`;
     $("selected").classList.add("chosen");
     state.pendingKey = null;
@@ -172,6 +172,7 @@
   // --- ② rules and entry -----------------------------------------------------------------------------
   async function loadRules() {
     const select = $("rule");
+    const keep = select.value;
     select.disabled = true;
     select.replaceChildren(new Option("加载积分项目中…", ""));
     const byCode = new Map();
@@ -187,12 +188,12 @@
       show(e.message, "error");
     }
     state.rules = Array.from(byCode.values());
-    fillRules();
+    fillRules(keep);
   }
 
-  function fillRules() {
+  function fillRules(keep) {
     const select = $("rule");
-    const previous = select.value;
+    const previous = keep === undefined ? select.value : keep;
     const wanted = state.rules.filter((r) => (state.mode === "deduction" ? r.points_per_unit < 0 : r.points_per_unit > 0))
       .filter(mayRecord);
     select.replaceChildren();
