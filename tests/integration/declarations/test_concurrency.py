@@ -75,3 +75,19 @@ async def test_given_a_county_admin_then_tokens_are_issued_and_work(svc: InProce
     r = await svc.post("/tokens", {"sub": "x", "role": "recorder", "community": COMMUNITY},
                        tok("p-luo", Role.declarant, COMMUNITY, "p-luo"))
     assert r.status_code == 403
+
+
+async def test_given_a_batch_that_fails_as_a_whole_then_each_request_is_answered_on_its_own(
+    svc: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.declarations.batching import Batcher
+
+    async def broken(self: Batcher, batch: list[Any]) -> list[Any]:
+        raise ConnectionError("database went away mid-batch")
+
+    monkeypatch.setattr(Batcher, "_run", broken)
+    before = await svc.events()
+    answers = await asyncio.gather(svc.post("/declarations", move("p-ji", rule_code="LAW_STUDY"), RECORDER),
+                                   svc.post("/declarations", move("p-nobody"), RECORDER))
+    assert [(a.status_code, a.json().get("error")) for a in answers] == [(201, None), (422, "unknown_subject")]
+    assert await svc.events() == before + 1
