@@ -211,3 +211,22 @@ async def import_roster(request: Request, principal: Me, idempotency_key: Idempo
 
     payload = {"community_id": community_id, "file_sha256": hashlib.sha256(data).hexdigest()}
     return await idempotent(ctx, "import_roster", idempotency_key, payload, work)
+
+
+@router.get("/communities")
+async def list_communities(request: Request, principal: Me) -> dict[str, Any]:
+    rows = await request.app.state.runtime.pool.fetch("select * from communities order by community_id")
+    return {"items": [dict(r) for r in rows if principal.may_act_in(r["community_id"])]}
+
+
+@router.get("/org-units")
+async def list_org_units(request: Request, principal: Me, community_id: str) -> dict[str, Any]:
+    """The community's party organisation and grid cells, parents before children."""
+    require_community(principal, community_id)
+    rows = await request.app.state.runtime.pool.fetch(
+        """with recursive tree as (
+               select u.*, 0 as depth from org_units u where community_id = $1 and parent_id is null
+               union all
+               select u.*, t.depth + 1 from org_units u join tree t on u.parent_id = t.unit_id)
+           select * from tree order by depth, unit_id""", community_id)
+    return {"items": [dict(r) for r in rows]}

@@ -91,3 +91,13 @@ async def test_given_a_batch_that_fails_as_a_whole_then_each_request_is_answered
                                    svc.post("/declarations", move("p-nobody"), RECORDER))
     assert [(a.status_code, a.json().get("error")) for a in answers] == [(201, None), (422, "unknown_subject")]
     assert await svc.events() == before + 1
+
+
+async def test_given_the_roster_then_communities_and_the_org_tree_are_listed(svc: InProcess) -> None:
+    r = await svc.http.get("/communities", headers=RECORDER)
+    assert [c["community_id"] for c in r.json()["items"]] == [COMMUNITY]
+    r = await svc.http.get("/org-units", params={"community_id": COMMUNITY}, headers=RECORDER)
+    units = r.json()["items"]
+    assert [u["kind"] for u in units][:3] == ["joint_committee", "general_branch", "branch"]
+    assert {u["kind"] for u in units} == {"joint_committee", "general_branch", "branch", "group", "building",
+                                          "workshop", "volunteer_team"}
