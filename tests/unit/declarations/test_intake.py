@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.declarations.context import load_catalogue
 from services.declarations.domain.intake import (
@@ -142,3 +144,20 @@ def test_given_a_bad_deduction_then_refused(actor: Actor, req: ItemRequest, reas
                                             status: int) -> None:
     with refused(code, status):
         decide_deduction(req, reason, actor, facts(), CATALOGUE, "d")
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=30))
+def test_given_any_sequence_of_items_then_the_month_never_exceeds_the_cap(quantities: list[int]) -> None:
+    rule = CATALOGUE.rule("HELP_MOVE", "2026-11")
+    assert rule is not None and rule.monthly_cap is not None
+    used = 0
+    for q in quantities:
+        try:
+            ev = decide_declaration(talk(rule_code="HELP_MOVE", quantity=q), "oral", RECORDER, facts(used=used),
+                                    CATALOGUE, "i")
+        except Rejected as exc:
+            assert exc.code == "monthly_cap_exceeded"
+            assert used + rule.score(q) > rule.monthly_cap  # refused only when it would not fit
+            continue
+        used += ev.points
+        assert used <= rule.monthly_cap
