@@ -120,8 +120,9 @@ class LedgerProjection(Projection):
             await conn.executemany(
                 """insert into ledger_subjects values ($1, $2, $3)
                    on conflict (subject_id) do update set name = excluded.name""", subjects)
-        for item_id, status, note in reviews:  # in log order: the last one wins
-            await conn.execute(
+        if reviews:
+            last = {item_id: (item_id, status, note) for item_id, status, note in reviews}  # log order: last wins
+            await conn.executemany(
                 """insert into ledger_review values ($1, $2, $3)
                    on conflict (item_id) do update set status = excluded.status, note = excluded.note""",
-                item_id, status, note)
+                list(last.values()))
