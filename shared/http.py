@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -95,12 +96,12 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
 
     @app.exception_handler(Rejected)
     async def rejected(_: Request, exc: Rejected) -> JSONResponse:
-        return ORJSONResponse(error_body(exc.code, exc.reason, **exc.detail), status_code=exc.status)
+        return JSONResponse(jsonable_encoder(error_body(exc.code, exc.reason, **exc.detail)), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, reason = _HTTP_MESSAGES.get(exc.status_code, ("http_error", str(exc.detail)))
-        return ORJSONResponse(error_body(code, reason), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error_body(code, reason), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -109,10 +110,10 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             problems.append({"field": where, "problem": _FIELD_MESSAGES.get(err.get("type", ""), err.get("msg", ""))})
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return ORJSONResponse(error_body("json_invalid", "请求体不是合法的 JSON（或编码不是 UTF-8）"),
+            return JSONResponse(error_body("json_invalid", "请求体不是合法的 JSON（或编码不是 UTF-8）"),
                                   status_code=400)
         reason = "；".join(f"{p['field'] or '请求体'}：{p['problem']}" for p in problems)
-        return ORJSONResponse(error_body("invalid_request", f"请求内容有误：{reason}", problems=problems),
+        return JSONResponse(error_body("invalid_request", f"请求内容有误：{reason}", problems=problems),
                               status_code=422)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import ORJSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from shared import http, store
 from shared import projection as projections
@@ -98,7 +99,7 @@ def create_app(
                     await asyncio.wait_for(task, 10)
             await pool.close()
 
-    app = FastAPI(title=title or name, lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(title=title or name, lifespan=lifespan)
     http.install(app, max_body_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", tags=["ops"])
@@ -106,7 +107,7 @@ def create_app(
         return {"status": "ok", "service": name}
 
     @app.get("/readyz", tags=["ops"])
-    async def readyz() -> ORJSONResponse:
+    async def readyz() -> JSONResponse:
         rt: Runtime = app.state.runtime
         body: dict[str, Any] = {"service": name}
         ok = True
@@ -123,7 +124,7 @@ def create_app(
                                           "applied": runner.applied, "dead_lettered": runner.dead_lettered}
             ok = ok and not rt.tasks[pname].done()
         body["status"] = "ready" if ok else "not ready"
-        return ORJSONResponse(body, status_code=200 if ok else 503)
+        return JSONResponse(jsonable_encoder(body), status_code=200 if ok else 503)
 
     for router in routers:
         app.include_router(router)
