@@ -39,6 +39,10 @@ lint: venv
 	.venv/bin/mypy shared services deploy tests
 
 bench: venv
+	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing wrk for bench/intake.py"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }; \
+	fi
 	@for f in bench/*.py; do \
 		[ -e "$$f" ] || continue; \
 		echo "== $$f"; \
