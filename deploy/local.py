@@ -314,8 +314,9 @@ class KafkaServer:
         if not id_file.exists():
             id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
         cluster_id = id_file.read_text().strip()
+        # "--cluster-id=<id>": a base64 id may start with "-", which a separate argument would turn into an option
         cmd = self._java("kafka.tools.StorageTool", "format", "--ignore-formatted",
-                         "-t", cluster_id, "-c", str(self.props_file))  # fmt: skip
+                         f"--cluster-id={cluster_id}", "-c", str(self.props_file))  # fmt: skip
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
             raise RuntimeError(f"Kafka storage format failed:\n{res.stdout}\n{res.stderr}")

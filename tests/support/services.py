@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -39,19 +41,22 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
 def running_service(name: str, settings: Settings, timeout: float = 60) -> Iterator[RunningService]:
     port = free_port()
     s = settings.model_copy(update={"service_name": name, "http_port": port})
+    # The log goes to a file, not a pipe: a pipe nobody reads fills up (e.g. while Kafka is away) and hangs the service.
+    log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env_for(s),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"service {name} exited: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"service {name} exited: {Path(log.name).read_text(errors='replace')[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"service {name} not ready after {timeout}s")
+                raise RuntimeError(f"service {name} not ready after {timeout}s: "
+                                   f"{Path(log.name).read_text(errors='replace')[-3000:]}")
             time.sleep(0.2)
         yield RunningService(name, url, s, proc)
     finally:
@@ -61,6 +66,8 @@ def running_service(name: str, settings: Settings, timeout: float = 60) -> Itera
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        os.unlink(log.name)
 
 
 def token(sub: str, role: Role, community: str, *subjects: str, settings: Settings | None = None) -> str:

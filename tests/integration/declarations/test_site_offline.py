@@ -4,10 +4,7 @@ delivers every one of them, in order and once, when the broker is back."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import subprocess
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -40,14 +37,6 @@ pytestmark = pytest.mark.integration
 
 N = 1_000
 PEOPLE = [s["subject_id"] for s in SUBJECTS]
-
-
-def drain_stderr(process: subprocess.Popen[bytes]) -> None:
-    """running_service pipes stderr and nobody reads it: with the broker away the client libraries log
-    enough to fill the pipe, and a process blocked writing a log line answers no HTTP request."""
-    stream = process.stderr
-    if stream is not None:
-        threading.Thread(target=lambda: collections.deque(stream, maxlen=200), daemon=True).start()
 
 
 @pytest.fixture
@@ -106,7 +95,6 @@ async def test_given_the_broker_down_when_a_site_takes_1000_declarations_then_al
         mp.setenv("DECLARATIONS_NOW", NOW.isoformat())
         svc = stack_.enter_context(running_service("declarations", settings))
         mp.undo()
-        drain_stderr(svc.process)
         async with httpx.AsyncClient(base_url=svc.url, timeout=30) as http:
             await register_roster(http)
             # given: the county's Kafka goes away
