@@ -14,7 +14,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -254,4 +253,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

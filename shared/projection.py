@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -74,20 +75,6 @@ async def table_digest(conn: asyncpg.Connection, table: str, order_by: str) -> s
     )
 
 
-async def bulk_insert(conn: asyncpg.Connection, table: str, columns: Sequence[str],
-                      rows: Sequence[Sequence[Any]], conflict: str = "on conflict do nothing") -> None:
-    """COPY into a per-connection staging table, then one INSERT … SELECT: the fast path for read models."""
-    if not rows:
-        return
-    staging = f"_staging_{table}"
-    await conn.execute(
-        f"create temp table if not exists {staging} (like {table} including defaults) on commit delete rows")
-    await conn.copy_records_to_table(staging, records=rows, columns=list(columns))
-    cols = ", ".join(columns)
-    await conn.execute(f"insert into {table} ({cols}) select {cols} from {staging} {conflict}")
-    await conn.execute(f"truncate {staging}")
-
-
 Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
 Prepared = tuple[
     list[tuple[ConsumerRecord[Any, Any], Envelope]],
@@ -111,7 +98,7 @@ def prepare(batch: Batch) -> Prepared:
     return good, dead, offsets
 
 
-async def prepare_cooperatively(batch: Batch, chunk: int = 250) -> Prepared:
+async def prepare_cooperatively(batch: Batch, chunk: int = 100) -> Prepared:
     """``prepare`` in slices, yielding to the event loop between them so the previous batch's
     SQL round trips keep moving while this one is decoded."""
     out: Prepared = ([], [], {})
@@ -140,6 +127,13 @@ async def fetch_batch(consumer: AIOKafkaConsumer, *partitions: TopicPartition, m
             batch.setdefault(tp, []).extend(records)
             total += len(records)
     return batch
+
+
+def tune_gc() -> None:
+    """Replaying allocates millions of short-lived objects; CPython's default GC thresholds spend
+    a third of the decoding time collecting them. Fewer, larger young collections instead."""
+    if gc.get_threshold()[0] < 50_000:
+        gc.set_threshold(50_000, 20, 100)
 
 
 def _record_time(record: ConsumerRecord[Any, Any]) -> dt.datetime | None:
@@ -234,11 +228,12 @@ class ProjectionRunner:
                             raise
                         except Exception as exc:
                             dead.append((record, f"cannot apply {env.type} {env.id}: {exc!r}"))
-            await conn.executemany(
+            await conn.execute(
                 """insert into projection_offsets (projection, topic, partition, next_offset)
-                   values ($1, $2, $3, $4)
+                   select $1, t, p, o from unnest($2::text[], $3::int[], $4::bigint[]) as u(t, p, o)
                    on conflict (projection, topic, partition) do update set next_offset = excluded.next_offset""",
-                [(self.projection.name, tp.topic, tp.partition, off) for tp, off in offsets.items()],
+                self.projection.name, [tp.topic for tp in offsets], [tp.partition for tp in offsets],
+                list(offsets.values()),
             )
             if dead:
                 self.dead_lettered += len(dead)
@@ -260,9 +255,12 @@ class ProjectionRunner:
                 if (env.source, env.id) not in seen:
                     seen.add((env.source, env.id))
                     fresh.append((record, env))
-            await conn.copy_records_to_table(
-                "projection_seen", columns=["projection", "source", "event_id"],
-                records=[(self.projection.name, env.source, env.id) for _, env in fresh])
+            by_source: dict[str, list[Any]] = {}
+            for _, env in fresh:
+                by_source.setdefault(env.source, []).append(env.id)
+            for source, ids in by_source.items():  # one uuid[] parameter: far cheaper than a row per id
+                await conn.execute("insert into projection_seen select $1, $2, unnest($3::uuid[])",
+                                   self.projection.name, source, ids)
             return fresh
         new = await conn.fetch(
             """insert into projection_seen (projection, source, event_id)
@@ -300,6 +298,7 @@ class ProjectionRunner:
 
     # ---- live ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        tune_gc()
         runner = self
 
         class SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -337,6 +336,7 @@ class ProjectionRunner:
     # ---- rebuild and replay "as of" ------------------------------------------------------
     async def catch_up(self, *, rebuild: bool = False, until: dt.datetime | None = None) -> int:
         """Read every partition up to its end offset at the start of the call; returns events applied."""
+        tune_gc()
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=None)
         await consumer.start()
         start_applied = self.applied
@@ -354,7 +354,7 @@ class ProjectionRunner:
             await self.seek_to_stored(consumer, tps)
             remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
             while remaining:
-                batch = await fetch_batch(consumer, *remaining, wait_ms=500)
+                batch = await fetch_batch(consumer, *remaining, wait_ms=500, max_records=20_000)
                 todo: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
                 for tp, records in batch.items():
                     keep = []

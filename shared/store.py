@@ -126,8 +126,9 @@ class EventStore:
             digest = chain_hash(prev, ev.type_name(), stream_id, version, body)
             envelopes.append((Envelope(
                 id=uuid.uuid4(), source=self.source, type=ev.type_name(), subject=stream_id, sequence=version,
-                time=recorded.time, actor=recorded.actor, correlation_id=recorded.correlation_id,
-                causation_id=recorded.causation_id, key=key, prev_hash=prev, hash=digest, event=ev,
+                time=recorded.time, actor=recorded.actor, correlation_id=str(recorded.correlation_id),
+                causation_id=None if recorded.causation_id is None else str(recorded.causation_id),
+                key=key, prev_hash=prev, hash=digest, event=ev,
             ), body))
             prev = digest
         return envelopes
@@ -157,7 +158,8 @@ def row_to_envelope(row: asyncpg.Record, source: str) -> Envelope:
     return Envelope(
         id=row["event_id"], source=source, type=row["type"], subject=row["stream_id"],
         sequence=row["version"], time=row["recorded_at"], actor=row["actor"],
-        correlation_id=row["correlation_id"], causation_id=row["causation_id"], key=row["key"],
+        correlation_id=str(row["correlation_id"]),
+        causation_id=None if row["causation_id"] is None else str(row["causation_id"]), key=row["key"],
         prev_hash=row["prev_hash"], hash=row["hash"], event=cls.model_validate(body),
     )
 

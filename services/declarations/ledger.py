@@ -83,6 +83,13 @@ def _review(ev: object) -> tuple[str, str, str] | None:
     return ev.item_id, status, note  # type: ignore[attr-defined]
 
 
+LEDGER_COLUMNS = [
+    "item_id", "community_id", "subject_id", "category", "rule_code", "rule_version", "rule_title", "dimension",
+    "quantity", "points", "channel", "kind", "occurred_on", "month", "description", "reason", "evidence",
+    "entered_by", "declared_by", "source_id", "status", "recorded_at", "event_id", "stream_seq",
+]
+
+
 class LedgerProjection(Projection):
     name = "ledger"
     topics = (DECLARATIONS, REVIEW)
@@ -107,15 +114,9 @@ class LedgerProjection(Projection):
             elif (review := _review(ev)) is not None:
                 reviews.append(review)
         if items:
-            await conn.executemany(
-                """insert into ledger (item_id, community_id, subject_id, category, rule_code, rule_version,
-                       rule_title, dimension, quantity, points, channel, kind, occurred_on, month, description,
-                       reason, evidence, entered_by, declared_by, source_id, status, recorded_at, event_id,
-                       stream_seq)
-                   values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)
-                   on conflict (item_id) do nothing""",
-                items,
-            )
+            # COPY straight into the table: the runner already applies each event once, and an item id
+            # seen twice in different events fails the batch, which the runner then dead-letters alone.
+            await conn.copy_records_to_table("ledger", records=items, columns=LEDGER_COLUMNS)
         if subjects:
             await conn.executemany(
                 """insert into ledger_subjects values ($1, $2, $3)

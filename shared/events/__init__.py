@@ -71,10 +71,12 @@ def event_class(type_name: str) -> type[Event]:
     return cls
 
 
-def is_current(type_name: str) -> bool:
-    """True when the type names the catalogue's current version (no upcasting needed)."""
+@lru_cache(maxsize=1024)
+def current_class(type_name: str) -> type[Event] | None:
+    """The event class when the type names its current version (no upcasting needed), else None."""
     _, _, version = parse_type(type_name)
-    return version == event_class(type_name).VERSION
+    cls = event_class(type_name)
+    return cls if version == cls.VERSION else None
 
 
 def upcast(type_name: str, body: dict[str, Any]) -> tuple[type[Event], dict[str, Any]]:
