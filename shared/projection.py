@@ -252,8 +252,8 @@ class ProjectionRunner:
         if self._rebuild_seen is not None:
             seen, fresh = self._rebuild_seen, []
             for record, env in good:
-                if (env.source, env.id) not in seen:
-                    seen.add((env.source, env.id))
+                if (env.source, env.id.int) not in seen:  # .int: UUID.__hash__ is a Python-level call
+                    seen.add((env.source, env.id.int))
                     fresh.append((record, env))
             by_source: dict[str, list[Any]] = {}
             for _, env in fresh:
@@ -361,7 +361,7 @@ class ProjectionRunner:
                     for record in records:
                         if record.offset >= end[tp]:
                             break
-                        when = _record_time(record)
+                        when = None if until is None else _record_time(record)
                         if until is not None and when is not None and when > until:
                             remaining.discard(tp)
                             break

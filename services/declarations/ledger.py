@@ -105,7 +105,7 @@ class LedgerProjection(Projection):
                 items.append((
                     ev.item_id, ev.community_id, ev.subject_id, ev.category, ev.rule_code, ev.rule_version,
                     ev.rule_title, ev.dimension, ev.quantity, ev.points, ev.channel,
-                    "deduction" if deduction else "declaration", ev.occurred_on, ev.occurred_on.strftime("%Y-%m"),
+                    "deduction" if deduction else "declaration", ev.occurred_on, ev.occurred_on.isoformat()[:7],
                     ev.description, ev.reason if isinstance(ev, DeductionRecorded) else "", list(ev.evidence),
                     ev.entered_by, ev.declared_by, ev.source_id, "submitted", env.time, env.id, env.sequence,
                 ))
