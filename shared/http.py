@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,10 @@ def error_body(code: str, reason: str, **detail: Any) -> dict[str, Any]:
 
 
 class BodyLimit:
-    """Refuses bodies over the limit with 413 before the app reads them."""
+    """Reads the (bounded) body before the app does: over the limit -> 413; a JSON body carrying
+    NUL (raw or as the escape \\u0000) -> 422, since PostgreSQL cannot store it in text and an
+    event holding one would be accepted but could never reach a read model. Errors raised while
+    the app reads would be swallowed into a generic 400, hence this order."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -30,35 +34,39 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        headers = dict(scope.get("headers") or ())
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+            await self._refuse(send, 413, "body_too_large", f"请求体过大（上限 {self.max_bytes} 字节）")
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        body, more = bytearray(), True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await self._refuse(send, 413, "body_too_large", f"请求体过大（上限 {self.max_bytes} 字节）")
+                return
+        json_body = headers.get(b"content-type", b"application/json").startswith(b"application/json")
+        if json_body and (b"\x00" in body or b"\\u0000" in body):
+            await self._refuse(send, 422, "text_unstorable", "文本中含有空字符（\\u0000），请删除后重试")
+            return
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._too_large(send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
 
-    async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            error_body("body_too_large", f"请求体过大（上限 {self.max_bytes} 字节）"), status_code=413
-        )
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send, status: int, code: str, reason: str) -> None:
+        response = JSONResponse(error_body(code, reason), status_code=status)
         await response({"type": "http"}, _empty_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _empty_receive() -> Message:
@@ -81,6 +89,25 @@ _FIELD_MESSAGES = {
     "string_too_short": "文本太短",
     "enum": "不是允许的取值",
     "literal_error": "不是允许的取值",
+    "int_from_float": "应为整数（不能有小数）",
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "list_type": "应为列表",
+    "dict_type": "应为 JSON 对象",
+    "model_type": "应为 JSON 对象",
+    "model_attributes_type": "应为 JSON 对象",
+    "too_long": "条目太多",
+    "too_short": "条目太少",
+    "less_than": "数值太大",
+    "string_pattern_mismatch": "格式不对",
+    "date_type": "应为日期（YYYY-MM-DD）",
+    "date_from_datetime_inexact": "应为日期（YYYY-MM-DD），不带时间",
+    "datetime_parsing": "应为日期时间（ISO 8601）",
+    "datetime_type": "应为日期时间（ISO 8601）",
+    "uuid_parsing": "应为 UUID",
+    "string_unicode": "文本不是合法的 UTF-8",
 }
 
 
@@ -97,6 +124,13 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     @app.exception_handler(Rejected)
     async def rejected(_: Request, exc: Rejected) -> JSONResponse:
         return JSONResponse(jsonable_encoder(error_body(exc.code, exc.reason, **exc.detail)), status_code=exc.status)
+
+    # PostgreSQL cannot store some text (e.g. NUL, "\\u0000"): a clear 422, not a 500; nothing was written.
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def unstorable_text(_: Request, exc: Exception) -> JSONResponse:
+        reason = "文本中含有无法保存的字符（例如空字符 \\u0000），请删除后重试"
+        return JSONResponse(error_body("text_unstorable", reason), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
