@@ -120,9 +120,8 @@ async def run(n: int, bootstrap: str, dsn: str) -> None:
 
     relay = Relay(pool, settings, source_for("declarations"))
     began = time.perf_counter()
-    async with pool.acquire() as conn:
-        while await relay.publish_batch(conn):
-            pass
+    async with pool.acquire() as conn, pool.acquire() as marker:
+        await relay.drain(conn, marker)
     await relay._drop_producer()
     relay_s = time.perf_counter() - began
     print(f"relay (store → Kafka) : {n / relay_s:>10,.0f} events/s  ({relay_s:.2f} s)", flush=True)

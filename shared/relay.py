@@ -25,7 +25,7 @@ RELAY_LOCK = 7_420_001
 
 FETCH = """select position, event_id, stream_id, version, type, topic, key, body, recorded_at, actor,
                   correlation_id, causation_id, prev_hash, hash
-           from events where published_at is null order by position limit $1"""
+           from events where published_at is null and position > $2 order by position limit $1"""
 
 
 def record_headers(row: asyncpg.Record, source: str) -> list[tuple[str, bytes]]:
@@ -62,10 +62,11 @@ class Relay:
                 await self.producer.stop()
             self.producer = None
 
-    async def publish_batch(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(FETCH, self.settings.relay_batch_size)
-        if not rows:
-            return 0
+    async def fetch(self, conn: asyncpg.Connection, after: int = 0) -> list[asyncpg.Record]:
+        return await conn.fetch(FETCH, self.settings.relay_batch_size, after)  # type: ignore[no-any-return]
+
+    async def send(self, rows: list[asyncpg.Record]) -> None:
+        """Send in position order and wait for every acknowledgement (acks=all)."""
         producer = await self._producer()
         futures = [
             await producer.send(
@@ -75,16 +76,53 @@ class Relay:
             for row in rows
         ]
         await asyncio.gather(*futures)
-        await conn.execute(
-            "update events set published_at = now() where position = any($1::bigint[])",
-            [r["position"] for r in rows],
-        )
+
+    async def mark(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        await conn.execute("update events set published_at = now() where position = any($1::bigint[])",
+                           [r["position"] for r in rows])
         self.published += len(rows)
+
+    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+        """One fetch -> send -> mark round, without pipelining (tools and tests)."""
+        rows = await self.fetch(conn)
+        if rows:
+            await self.send(rows)
+            await self.mark(conn, rows)
         return len(rows)
+
+    async def drain(self, conn: asyncpg.Connection, marker: asyncpg.Connection,
+                    stop: asyncio.Event | None = None) -> int:
+        """Publish until nothing is left. Pipelined: the next batch is fetched while this one's
+        acknowledgements are awaited, and this one is marked while the next is sent. A batch
+        is sent only after the previous one is acknowledged, so a failure never reorders."""
+        total = 0
+        marking: asyncio.Task[None] | None = None
+        try:
+            rows = await self.fetch(conn)
+            while rows and not (stop is not None and stop.is_set()):
+                sending = asyncio.create_task(self.send(rows))
+                fetching = asyncio.create_task(self.fetch(conn, after=rows[-1]["position"]))
+                try:
+                    await sending
+                finally:
+                    following = await fetching
+                if marking is not None:
+                    await marking
+                marking = asyncio.create_task(self.mark(marker, rows))
+                total += len(rows)
+                rows = following
+                if not rows:  # a transaction that committed late may have left a lower position behind
+                    await marking
+                    marking = None
+                    rows = await self.fetch(conn)
+        finally:
+            if marking is not None:
+                await marking
+        return total
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, self.pool.acquire() as marker:
             while not await conn.fetchval("select pg_try_advisory_lock($1)", RELAY_LOCK):
                 log.info("relay.waiting_for_lock")
                 if await _wait(stop, 1.0):
@@ -93,7 +131,7 @@ class Relay:
             try:
                 while not stop.is_set():
                     try:
-                        n = await self.publish_batch(conn)
+                        await self.drain(conn, marker, stop)
                         backoff = 0.2
                     except (TimeoutError, KafkaError, OSError) as exc:
                         log.warning("relay.broker_unavailable", error=repr(exc), retry_in_s=backoff)
@@ -102,7 +140,7 @@ class Relay:
                             break
                         backoff = min(backoff * 2, 5.0)
                         continue
-                    if n < self.settings.relay_batch_size and await _wait(stop, self.settings.relay_idle_sleep_s):
+                    if await _wait(stop, self.settings.relay_idle_sleep_s):
                         break
             finally:
                 await self._drop_producer()
