@@ -134,18 +134,8 @@ def decode(headers: Any, key: bytes | None, value: bytes | None) -> Envelope:
         if any(e["type"] == "model_type" for e in errors):
             raise UndecodableRecord("body is not a JSON object") from exc
         raise UndecodableRecord(f"body does not match {h['ce_type']}: {errors}") from exc
-    return Envelope(
-        id=event_id,
-        source=h["ce_source"],
-        type=h["ce_type"],
-        subject=h["ce_subject"],
-        sequence=sequence,
-        time=time,
-        actor=h.get("ce_actor", ""),
-        correlation_id=correlation,
-        causation_id=causation,
-        key=(key or b"").decode(errors="replace"),
-        prev_hash=h.get("ce_prevhash", ""),
-        hash=h.get("ce_hash", ""),
-        event=ev,
+    return Envelope(  # positional: the order of the fields above; measurably cheaper per record
+        event_id, h["ce_source"], h["ce_type"], h["ce_subject"], sequence, time, h.get("ce_actor", ""),
+        correlation, causation, (key or b"").decode(errors="replace"), h.get("ce_prevhash", ""),
+        h.get("ce_hash", ""), ev,
     )

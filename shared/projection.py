@@ -98,7 +98,7 @@ def prepare(batch: Batch) -> Prepared:
     return good, dead, offsets
 
 
-async def prepare_cooperatively(batch: Batch, chunk: int = 100) -> Prepared:
+async def prepare_cooperatively(batch: Batch, chunk: int = 250) -> Prepared:
     """``prepare`` in slices, yielding to the event loop between them so the previous batch's
     SQL round trips keep moving while this one is decoded."""
     out: Prepared = ([], [], {})

@@ -9,11 +9,13 @@ community, so the last review event for an item is its status.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import asyncpg
 
 from shared.envelope import Envelope
 from shared.events.declarations import (
+    DeclarationSubmitted,
     DeductionRecorded,
     PointsItem,
     SubjectRegistered,
@@ -100,17 +102,20 @@ class LedgerProjection(Projection):
         items, subjects, reviews = [], [], []
         for env in envelopes:
             ev = env.event
-            if isinstance(ev, PointsItem):
-                deduction = isinstance(ev, DeductionRecorded)
+            kind = type(ev)  # exact type checks: isinstance on pydantic models goes through ABCMeta, slowly
+            if kind is DeclarationSubmitted or kind is DeductionRecorded:
+                it = cast(PointsItem, ev)
+                deduction = kind is DeductionRecorded
                 items.append((
-                    ev.item_id, ev.community_id, ev.subject_id, ev.category, ev.rule_code, ev.rule_version,
-                    ev.rule_title, ev.dimension, ev.quantity, ev.points, ev.channel,
-                    "deduction" if deduction else "declaration", ev.occurred_on, ev.occurred_on.isoformat()[:7],
-                    ev.description, ev.reason if isinstance(ev, DeductionRecorded) else "", list(ev.evidence),
-                    ev.entered_by, ev.declared_by, ev.source_id, "submitted", env.time, env.id, env.sequence,
+                    it.item_id, it.community_id, it.subject_id, it.category, it.rule_code, it.rule_version,
+                    it.rule_title, it.dimension, it.quantity, it.points, it.channel,
+                    "deduction" if deduction else "declaration", it.occurred_on, it.occurred_on.isoformat()[:7],
+                    it.description, cast(DeductionRecorded, it).reason if deduction else "", list(it.evidence),
+                    it.entered_by, it.declared_by, it.source_id, "submitted", env.time, env.id, env.sequence,
                 ))
-            elif isinstance(ev, SubjectRegistered):
-                subjects.append((ev.subject_id, ev.community_id, ev.name))
+            elif kind is SubjectRegistered:
+                registered = cast(SubjectRegistered, ev)
+                subjects.append((registered.subject_id, registered.community_id, registered.name))
             elif (review := _review(ev)) is not None:
                 reviews.append(review)
         if items:
