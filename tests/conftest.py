@@ -8,9 +8,7 @@ A service that cannot be started fails the run: nothing is skipped.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 from deploy.testing import start_test_stack, stop_test_stack
 from shared.events import load_catalogue
 from shared.settings import Settings
-from shared.topics import create_topics
+from tests.support.settings import fresh_settings
 
 load_catalogue()
 
@@ -36,25 +34,10 @@ def stack() -> Iterator[tuple[str, str]]:
         stop_test_stack(handle)
 
 
-def _with_database(dsn: str, database: str) -> str:
-    base, _, _ = dsn.rpartition("/")
-    return f"{base}/{database}"
-
-
 @pytest.fixture
-async def settings(stack: tuple[str, str]) -> AsyncIterator[Settings]:
+async def settings(stack: tuple[str, str]) -> Settings:
     """A fresh database and a fresh topic namespace per test: tests never see each other's data."""
-    bootstrap, dsn = stack
-    name = f"t{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    s = Settings(database_url=_with_database(dsn, name), kafka_bootstrap_servers=bootstrap, topic_namespace=name,
-                 topic_partitions=int(os.environ.get("TEST_TOPIC_PARTITIONS", "12")), relay_idle_sleep_s=0.01)
-    await create_topics(s)
-    yield s
+    return await fresh_settings(*stack)
 
 
 @pytest.fixture
@@ -64,8 +47,3 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield p
     finally:
         await asyncio.wait_for(p.close(), 10)
-
-
-def settings_env(s: Settings) -> dict[str, str]:
-    """The environment a child process needs to see the same settings."""
-    return os.environ | {k.upper(): str(v) for k, v in s.model_dump().items() if v is not None}

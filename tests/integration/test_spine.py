@@ -23,7 +23,7 @@ from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import ConcurrencyError, EventStore, Recorded
 from shared.topics import DECLARATIONS
-from tests.conftest import settings_env
+from tests.support.services import env_for
 from tests.support.spine import Ticked, TickLog
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ async def then_exactly_once_in_order(pool: asyncpg.Pool) -> None:
 
 
 def spawn(args: list[str], settings: Settings, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], env=settings_env(settings) | env,
+    return subprocess.Popen([sys.executable, *args], env=env_for(settings, **env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 

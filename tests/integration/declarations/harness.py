@@ -5,39 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import httpx
 
 from services.declarations.app import build
 from services.declarations.context import DeclarationsConfig, fixed_clock
 from shared.auth import Principal, Role, issue_token
 from shared.settings import Settings
-from shared.topics import create_topics
+from tests.support.settings import fresh_settings  # noqa: F401  (used by the declarations tests)
 
 COMMUNITY = "c-hz01"
 OTHER = "c-hz02"
 # "Now" for the scripted month: the last day of November 2026, noon in Asia/Shanghai.
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
-
-
-async def fresh_settings(bootstrap: str, dsn: str) -> Settings:
-    name = f"t{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    base, _, _ = dsn.rpartition("/")
-    s = Settings(database_url=f"{base}/{name}", kafka_bootstrap_servers=bootstrap, topic_namespace=name,
-                 topic_partitions=int(os.environ.get("TEST_TOPIC_PARTITIONS", "12")), relay_idle_sleep_s=0.01)
-    await create_topics(s)
-    return s
 
 
 def tok(sub: str, role: Role, community: str = COMMUNITY, *subjects: str) -> dict[str, str]:

@@ -27,8 +27,9 @@ from shared.events.declarations import (
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import EventStore, Recorded
-from shared.topics import DECLARATIONS, create_topics
+from shared.topics import DECLARATIONS
 from tests.support.services import RunningService, running_service
+from tests.support.settings import fresh_settings
 
 T0 = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
 
@@ -130,16 +131,7 @@ class ReviewUnderTest:
 
 @contextlib.asynccontextmanager
 async def review_service(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTest]:
-    bootstrap, dsn = stack
-    name = f"t{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    settings = Settings(database_url=f"{dsn.rpartition('/')[0]}/{name}", kafka_bootstrap_servers=bootstrap,
-                        topic_namespace=name, topic_partitions=4, relay_idle_sleep_s=0.01)
-    await create_topics(settings)
+    settings = await fresh_settings(*stack, topic_partitions=4)
     clock_file = Path(tempfile.mkdtemp(prefix="review-clock-")) / "now"
     clock_file.write_text("")
     feed = await DeclarationsFeed.start(settings)
