@@ -9,7 +9,9 @@ community, so the last review event for an item is its status.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import cast
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -25,9 +27,11 @@ from shared.events.review import (
     ItemReturned,
     ItemVerified,
     PointsAwarded,
+    PointsCorrected,
     VerificationOverruled,
 )
 from shared.projection import Projection
+from shared.settings import get_settings
 from shared.topics import DECLARATIONS, REVIEW
 
 SCHEMA = """
@@ -85,6 +89,11 @@ def _review(ev: object) -> tuple[str, str, str] | None:
     return ev.item_id, status, note  # type: ignore[attr-defined]
 
 
+@lru_cache(maxsize=1)
+def _county_tz() -> ZoneInfo:
+    return ZoneInfo(get_settings().timezone)
+
+
 LEDGER_COLUMNS = [
     "item_id", "community_id", "subject_id", "category", "rule_code", "rule_version", "rule_title", "dimension",
     "quantity", "points", "channel", "kind", "occurred_on", "month", "description", "reason", "evidence",
@@ -112,6 +121,13 @@ class LedgerProjection(Projection):
                     "deduction" if deduction else "declaration", it.occurred_on, it.occurred_on.isoformat()[:7],
                     it.description, cast(DeductionRecorded, it).reason if deduction else "", list(it.evidence),
                     it.entered_by, it.declared_by, it.source_id, "submitted", env.time, env.id, env.sequence,
+                ))
+            elif kind is PointsCorrected:  # a correction is a line of its own; the original is never edited
+                c = cast(PointsCorrected, ev)
+                items.append((
+                    c.correction_id, c.community_id, c.subject_id, c.category, c.rule_code, 0, "更正", c.dimension, 1,
+                    c.delta, "correction", "correction", env.time.astimezone(_county_tz()).date(), c.month, c.reason,
+                    c.reason, [], env.actor, env.actor, c.item_id, "corrected", env.time, env.id, env.sequence,
                 ))
             elif kind is SubjectRegistered:
                 registered = cast(SubjectRegistered, ev)

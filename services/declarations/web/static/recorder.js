@@ -23,7 +23,7 @@
   };
   const CHANNELS = {
     oral: "口头", wechat: "微信", qq: "QQ", official_account: "公众号", app: "手机APP", activity: "活动",
-    needs_board: "需求", enterprise: "企业", office: "办公室（减分）",
+    needs_board: "需求", enterprise: "企业", office: "办公室（减分）", correction: "更正",
   };
   const STATUSES = {
     submitted: "待审核", verified: "已核实", returned: "已退回", rejected: "已驳回", certified: "已认定",
