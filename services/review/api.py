@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.review import handlers, views
@@ -244,7 +244,7 @@ async def month_view(community_id: str, month: str, request: Request, principal:
 
 @router.get("/items")
 async def item_list(community_id: str, month: str, request: Request, principal: CurrentPrincipal,
-                    status: str | None = None, limit: int = 500) -> dict[str, Any]:
+                    status: str | None = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
     require_role(principal, *STAFF)
     require_community(principal, community_id)
     return {"items": await views.items(runtime(request).pool, community_id, month, status, min(limit, 5000))}

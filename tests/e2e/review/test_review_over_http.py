@@ -143,3 +143,10 @@ async def test_bad_requests_get_a_reason_and_no_event(review: ReviewUnderTest) -
     await refused(review, 400, "json_invalid", SECRETARY, "/notices", raw=b"{broken")
     await refused(review, 403, "forbidden_community", token("sec-2", Role.secretary, "c-02"), "/certifications",
                                {"community_id": "c-01", "month": MONTH})
+
+
+async def test_a_nonsense_page_size_gets_a_reason_not_a_crash(review: ReviewUnderTest) -> None:
+    with review.service.client(SECRETARY) as http:
+        for limit in (-1, 0, 10**9):
+            r = http.get("/items", params={"community_id": "c-01", "month": MONTH, "limit": limit})
+            assert r.status_code == 422 and r.json()["error"] == "invalid_request", r.text
