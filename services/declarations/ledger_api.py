@@ -78,6 +78,25 @@ COLUMNS = [("item_id", "条目编号"), ("occurred_on", "发生日期"), ("subje
            ("reason", "减分原因")]
 
 
+# Office staff read the export in Excel: codes become the words they use (as on the recorder's page).
+CHANNEL_TITLES = {"oral": "口头", "wechat": "微信", "qq": "QQ", "official_account": "社区微信公众平台",
+                  "app": "手机党建积分APP", "activity": "活动", "needs_board": "需求", "enterprise": "企业",
+                  "office": "办公室（减分）", "correction": "更正"}
+STATUS_TITLES = {"submitted": "待审核", "verified": "已核实", "returned": "已退回", "rejected": "已驳回",
+                 "certified": "已认定", "corrected": "已更正"}
+
+
+def _csv_cell(item: dict[str, Any], key: str) -> Any:
+    value = item[key]
+    if key == "evidence":
+        return " ".join(value)
+    if key == "channel":
+        return CHANNEL_TITLES.get(value, value)
+    if key == "status":
+        return STATUS_TITLES.get(value, value)
+    return value
+
+
 @router.get("/ledger.csv")
 async def ledger_csv(request: Request, principal: Me, community_id: str, subject_id: str | None = None,
                      month: str | None = None, status: str | None = None, channel: str | None = None,
@@ -88,7 +107,7 @@ async def ledger_csv(request: Request, principal: Me, community_id: str, subject
     writer = csv.writer(out)
     writer.writerow([title for _, title in COLUMNS])
     for i in items:
-        writer.writerow([" ".join(i[k]) if k == "evidence" else i[k] for k, _ in COLUMNS])
+        writer.writerow([_csv_cell(i, k) for k, _ in COLUMNS])
     name = f"ledger-{community_id}-{month or 'all'}.csv"
     return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": f'attachment; filename="{name}"'})

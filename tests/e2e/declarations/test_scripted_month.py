@@ -259,6 +259,8 @@ async def test_given_the_month_then_the_csv_export_opens_in_excel_with_the_same_
     assert sum(int(row["积分"]) for row in rows) == sum(EXPECTED.values())
     assert {row["主体"] for row in rows if row["主体编号"] == "p-xu"} == {"徐科品"}
     assert all(row["渠道"] and row["录入人"] and row["积分项目"] for row in rows)
+    assert {row["渠道"] for row in rows} >= {"口头", "微信", "QQ", "社区微信公众平台", "手机党建积分APP", "活动"}
+    assert {row["状态"] for row in rows} <= {"待审核", "已核实", "已驳回"}  # words, not codes
 
 
 async def test_given_review_decisions_then_the_ledger_shows_each_items_status(month: Month) -> None:
