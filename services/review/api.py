@@ -119,7 +119,7 @@ async def overrule(item_id: str, body: DecideRequest, request: Request, principa
 
 
 def _signer(p: Principal) -> Signer:
-    return Signer(sub=p.sub, role=p.role.value, community=p.community)
+    return Signer(sub=p.sub, role=p.role.value, community=p.community, name=p.name)
 
 
 def _co_signer(token: str) -> Signer:

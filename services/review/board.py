@@ -45,6 +45,7 @@ create table if not exists board_months (
     digest text not null, signed_by text[] not null, certified_at timestamptz not null, complete boolean not null,
     window_closes_at timestamptz, finalised_at timestamptz, primary key (community_id, month)
 );
+alter table board_months add column if not exists signer_names text[] not null default '{}';
 create table if not exists board_notices (
     community_id text not null, month text not null, channel text not null, posted_at timestamptz not null,
     primary key (community_id, month, channel)
@@ -121,9 +122,11 @@ async def _one(conn: asyncpg.Connection, env: Envelope) -> None:
         assert got is not None  # an aggregate always returns a row
         complete = (got["n"], got["total"], got["digest"]) == (ev.count, ev.total, ev.digest)
         await conn.execute(
-            """insert into board_months (community_id, month, count, total, digest, signed_by, certified_at, complete)
-               values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing""",
-            ev.community_id, ev.month, ev.count, ev.total, ev.digest, list(ev.signed_by), ev.certified_at, complete)
+            """insert into board_months (community_id, month, count, total, digest, signed_by, certified_at, complete,
+                                         signer_names)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9) on conflict do nothing""",
+            ev.community_id, ev.month, ev.count, ev.total, ev.digest, list(ev.signed_by), ev.certified_at, complete,
+            list(ev.signer_names or ev.signed_by))
     elif isinstance(ev, NoticePosted):
         await conn.execute("insert into board_notices values ($1, $2, $3, $4) on conflict do nothing",
                            ev.community_id, ev.month, ev.channel, ev.posted_at)

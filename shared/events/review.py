@@ -82,6 +82,7 @@ class MonthCertified(ReviewEvent):
     digest: str  # sha256 over the certified items, in item id order
     signed_by: tuple[str, ...]
     certified_at: dt.datetime
+    signer_names: tuple[str, ...] = ()  # the signers' names, in signed_by's order (added later: may be empty)
 
 
 @event

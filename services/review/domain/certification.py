@@ -54,6 +54,7 @@ def certify(
     closing = MonthCertified(
         community_id=month.community_id, month=month.month, count=len(awards), total=sum(a.points for a in awards),
         digest=certification_digest(awards), signed_by=tuple(sorted(s.sub for s in members)), certified_at=now,
+        signer_names=tuple(s.name or s.sub for s in sorted(members, key=lambda s: s.sub)),
     )
     return [*awards, closing]
 

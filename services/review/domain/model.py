@@ -34,6 +34,7 @@ class Signer:
     sub: str
     role: str  # "secretary" or "leading_group"
     community: str
+    name: str = ""  # as the token names the person, for the public notice
 
 
 @dataclass(frozen=True, slots=True)
