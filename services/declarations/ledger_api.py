@@ -58,11 +58,12 @@ async def query(request: Request, principal: Principal, community_id: str, subje
 
 
 Limit = Annotated[int, Query(ge=1, le=100_000)]
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 
 
 @router.get("/ledger")
 async def ledger(request: Request, principal: Me, community_id: str, subject_id: str | None = None,
-                 month: str | None = None, status: str | None = None, channel: str | None = None,
+                 month: Month = None, status: str | None = None, channel: str | None = None,
                  rule_code: str | None = None, limit: Limit = 5000) -> dict[str, Any]:
     items, totals = await query(request, principal, community_id, subject_id, month, status, channel, rule_code,
                                 limit)
@@ -99,7 +100,7 @@ def _csv_cell(item: dict[str, Any], key: str) -> Any:
 
 @router.get("/ledger.csv")
 async def ledger_csv(request: Request, principal: Me, community_id: str, subject_id: str | None = None,
-                     month: str | None = None, status: str | None = None, channel: str | None = None,
+                     month: Month = None, status: str | None = None, channel: str | None = None,
                      rule_code: str | None = None, limit: Limit = 100_000) -> Response:
     """UTF-8 with a BOM, so Excel opens the Chinese correctly."""
     items, _ = await query(request, principal, community_id, subject_id, month, status, channel, rule_code, limit)

@@ -45,3 +45,9 @@ async def test_given_an_item_when_the_review_service_corrects_it_then_the_ledger
     assert (correction["points"], correction["channel"], correction["kind"]) == (-4, "correction", "correction")
     assert correction["entered_by"] == "review-test"
     assert [t["points"] for t in body["totals"] if t["subject_id"] == "p-he"] == [6]
+
+
+async def test_given_a_garbage_month_filter_then_the_ledger_says_so(svc: InProcess) -> None:
+    for path in ("/ledger", "/ledger.csv"):
+        r = await svc.http.get(path, params={"community_id": COMMUNITY, "month": "2026-13'; drop"}, headers=RECORDER)
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request", r.text
