@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -150,5 +149,3 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
         return JSONResponse(error_body("invalid_request", f"请求内容有误：{reason}", problems=problems),
                               status_code=422)
 
-
-ReadyCheck = Callable[[], Awaitable[dict[str, Any]]]
