@@ -102,9 +102,8 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
                                       settings=ReviewSettings(), tz=settings.timezone,
                                       recorded=Recorded(actor="sec", time=NOW, correlation_id=uuid.uuid4()))
     committed = time.perf_counter()
-    async with pool.acquire() as conn:
-        while await relay.publish_batch(conn):
-            pass
+    async with pool.acquire() as conn, pool.acquire() as marker:
+        await relay.drain(conn, marker)  # what the service's relay runs: pipelined
     published = time.perf_counter()
     await relay._drop_producer()
 
