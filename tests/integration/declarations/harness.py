@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from deploy.demo import UNITS
 from services.declarations.app import build
 from services.declarations.context import DeclarationsConfig, fixed_clock
 from shared.auth import Principal, Role, issue_token
@@ -64,16 +65,7 @@ async def in_process(settings: Settings, now: dt.datetime = NOW) -> AsyncIterato
             yield InProcess(app, http, settings)
 
 
-UNITS = [
-    ("jc", "joint_committee", "安置社区联合党委", None),
-    ("gb1", "general_branch", "第一党总支", "jc"),
-    ("br1", "branch", "第一党支部", "gb1"),
-    ("br2", "branch", "第二党支部", "gb1"),
-    ("grp1", "group", "第一党小组", "br1"),
-    ("bld-3", "building", "3 栋", "br1"),
-    ("ws-hair", "workshop", "发制品车间", "br2"),
-    ("vt-1", "volunteer_team", "第一志愿服务队", "br2"),
-]
+# The example community's party organisation and grid are the demo's (deploy/demo.py).
 
 
 def person(sid: str, name: str, gender: str, *cats: str, family: str | None = None,

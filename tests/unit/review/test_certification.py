@@ -41,7 +41,8 @@ def refused(code: str, **kwargs: object) -> None:
 
 def test_verified_items_become_awards_in_item_order_then_the_closing_event() -> None:
     events = when_certifying([item(3), item(1, points=-2), item(2, status="rejected"), item(4, status="returned")])
-    assert [type(e) for e in events] == [PointsAwarded, PointsAwarded, MonthCertified]
+    expected: list[type] = [PointsAwarded, PointsAwarded, MonthCertified]
+    assert [type(e) for e in events] == expected
     assert [e.item_id for e in events[:2]] == ["i-001", "i-003"]
     closing = events[-1]
     assert (closing.count, closing.total, closing.signed_by) == (2, 3, ("lg-1", "sec"))
