@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.testing import start_test_stack, stop_test_stack
+from deploy.testing import throwaway_stack
 from services.review import handlers, state
 from services.review.domain.model import Signer
 from services.review.items import ItemsProjection
@@ -125,11 +124,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=100_000)
     args = parser.parse_args()
-    handle = start_test_stack(Path(tempfile.mkdtemp(prefix="bench-certify-")))
-    try:
+    with throwaway_stack("bench-certify-") as handle:
         asyncio.run(run(handle.bootstrap, handle.dsn, args.items))
-    finally:
-        stop_test_stack(handle)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.local import REPO_ROOT, create_database, free_port
-from deploy.testing import StackHandle, start_test_stack, stop_test_stack
+from deploy.testing import StackHandle, throwaway_stack
 from shared.auth import Principal, Role, issue_token
 from shared.kafka import consumer_config
 from shared.projection import partitions_of
@@ -423,12 +423,8 @@ def main() -> None:
                         help="RUN_PROJECTIONS=false: the service only takes commands and relays (ledger elsewhere)")
     parser.add_argument("--client", choices=("wrk", "httpx"), default="wrk", help="wrk when installed, else httpx")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="points-bench-intake-"))
-    handle = start_test_stack(tmp)
-    try:
-        code = asyncio.run(run(args, handle, tmp))
-    finally:
-        stop_test_stack(handle)
+    with throwaway_stack("points-bench-intake-") as handle, tempfile.TemporaryDirectory(prefix="points-intake-") as tmp:
+        code = asyncio.run(run(args, handle, Path(tmp)))
     raise SystemExit(code)
 
 

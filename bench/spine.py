@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.local import create_database
-from deploy.testing import start_test_stack, stop_test_stack
+from deploy.testing import throwaway_stack
 from services.declarations.ledger import LedgerProjection
 from shared import projection as projections
 from shared import store
@@ -148,11 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     args = parser.parse_args()
-    handle = start_test_stack(Path(tempfile.mkdtemp(prefix="points-bench-")))
-    try:
+    with throwaway_stack("points-bench-") as handle:
         asyncio.run(run(args.events, handle.bootstrap, handle.dsn))
-    finally:
-        stop_test_stack(handle)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,12 @@ A service that cannot be started fails the run: nothing is skipped.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from deploy.testing import start_test_stack, stop_test_stack
+from deploy.testing import throwaway_stack
 from shared.events import load_catalogue
 from shared.settings import Settings
 from tests.support.settings import fresh_settings
@@ -25,13 +23,8 @@ load_catalogue()
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[tuple[str, str]]:
-    root = Path(tempfile.mkdtemp(prefix="points-test-"))
-    handle = start_test_stack(root)
-    _kafka, _pg, bootstrap, dsn = handle
-    try:
-        yield bootstrap, dsn
-    finally:
-        stop_test_stack(handle)
+    with throwaway_stack("points-test-") as handle:
+        yield handle.bootstrap, handle.dsn
 
 
 @pytest.fixture
