@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from asyncpg.pgproto.pgproto import UUID as FastUUID  # a uuid.UUID subclass parsed in C, ~7x faster
 from pydantic import ValidationError
 
 from shared.events import Event, UnknownEventType, current_class, upcast
@@ -102,7 +103,7 @@ def decode(headers: Any, key: bytes | None, value: bytes | None) -> Envelope:
     correlation = h.get("ce_correlationid") or h["ce_id"]
     causation = h.get("ce_causationid") or None
     try:
-        event_id = uuid.UUID(h["ce_id"])
+        event_id = FastUUID(h["ce_id"])
         time = dt.datetime.fromisoformat(h["ce_time"])
         sequence = int(h["ce_sequence"])
     except ValueError as exc:

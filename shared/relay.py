@@ -177,4 +177,6 @@ async def main(service: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "declarations"))
+    import uvloop
+
+    uvloop.run(main(sys.argv[1] if len(sys.argv) > 1 else "declarations"))  # the loop the services run on

@@ -106,6 +106,7 @@ class LedgerProjection(Projection):
     topics = (DECLARATIONS, REVIEW)
     tables = ("ledger", "ledger_subjects", "ledger_review")
     schema = SCHEMA
+    partition_local = True  # item rows by item, names by subject, statuses by item (one community)
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
         items, subjects, reviews = [], [], []

@@ -132,6 +132,12 @@ async def test_projection_killed_mid_run_still_applies_each_event_once(pool: asy
     async with pool.acquire() as conn:
         assert await table_digest(conn, "ticks", "stream_id, seq") == before
 
+    # So does a rebuild shared out over worker processes.
+    applied = await projections.rebuild(pool, TickLog(), settings, workers=3)
+    assert applied == STREAMS * PER_STREAM
+    async with pool.acquire() as conn:
+        assert await table_digest(conn, "ticks", "stream_id, seq") == before
+
 
 async def test_relay_killed_mid_run_loses_nothing_and_doubles_nothing(pool: asyncpg.Pool, settings: Settings) -> None:
     store = await given_a_store(pool, settings)
@@ -166,10 +172,11 @@ async def test_replay_as_of_a_time_stops_there(pool: asyncpg.Pool, settings: Set
     await wait_for(lambda: _all_published(pool), 60, "the relay")
     stop_relay.set()
     await relay
-    applied = await ProjectionRunner(pool, TickLog(), settings).catch_up(
-        rebuild=True, until=T0 + dt.timedelta(seconds=45))
-    assert applied == STREAMS * 50  # chunks at 0, 10, 20, 30, 40 s
-    assert await pool.fetchval("select max(n) from ticks") == 50
+    for workers in (1, 2):
+        applied = await projections.rebuild(pool, TickLog(), settings, until=T0 + dt.timedelta(seconds=45),
+                                            workers=workers)
+        assert applied == STREAMS * 50  # chunks at 0, 10, 20, 30, 40 s
+        assert await pool.fetchval("select max(n) from ticks") == 50
 
 
 async def _count_over(pool: asyncpg.Pool, n: int) -> bool:

@@ -25,6 +25,7 @@ class TickLog(Projection):
     name = "ticklog"
     topics = (DECLARATIONS,)
     tables = ("ticks",)
+    partition_local = True  # a stream's rows stay with its key's partition
     schema = """
     create table if not exists ticks (
         event_id  uuid not null,  -- deliberately not unique: a doubled event would show as a row
