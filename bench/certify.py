@@ -104,7 +104,7 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
     async with pool.acquire() as conn, pool.acquire() as marker:
         await relay.drain(conn, marker)  # what the service's relay runs: pipelined
     published = time.perf_counter()
-    await relay._drop_producer()
+    await relay.close()
 
     records, last_type = await on_kafka(settings)
     closing = envs[-1].event

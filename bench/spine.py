@@ -126,7 +126,7 @@ async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: i
     began = time.perf_counter()
     async with pool.acquire() as conn, pool.acquire() as marker:
         await relay.drain(conn, marker)
-    await relay._drop_producer()
+    await relay.close()
     relay_s = time.perf_counter() - began
     print(f"relay (store → Kafka) : {n / relay_s:>10,.0f} events/s  ({relay_s:.2f} s)", flush=True)
 

@@ -433,6 +433,8 @@ async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings
     finally:
         await consumer.stop()
     shares = [tps[i::workers] for i in range(workers) if tps[i::workers]]
+    if len(shares) < 2:  # a single partition: nothing to share out
+        return await runner.catch_up(rebuild=True, until=until)
     await runner.reset()
     spec = f"{type(projection).__module__}:{type(projection).__qualname__}"
     loop = asyncio.get_running_loop()

@@ -56,7 +56,7 @@ class Relay:
             self.producer = producer
         return self.producer
 
-    async def _drop_producer(self) -> None:
+    async def close(self) -> None:
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()
@@ -135,7 +135,7 @@ class Relay:
                         backoff = 0.2
                     except (TimeoutError, KafkaError, OSError) as exc:
                         log.warning("relay.broker_unavailable", error=repr(exc), retry_in_s=backoff)
-                        await self._drop_producer()
+                        await self.close()
                         if await _wait(stop, backoff):
                             break
                         backoff = min(backoff * 2, 5.0)
@@ -143,7 +143,7 @@ class Relay:
                     if await _wait(stop, self.settings.relay_idle_sleep_s):
                         break
             finally:
-                await self._drop_producer()
+                await self.close()
                 with contextlib.suppress(Exception):
                     await conn.execute("select pg_advisory_unlock($1)", RELAY_LOCK)
 

@@ -24,6 +24,7 @@ from shared.settings import Settings
 from shared.store import ConcurrencyError, EventStore, Recorded
 from shared.topics import DECLARATIONS
 from tests.support.services import env_for
+from tests.support.settings import fresh_settings
 from tests.support.spine import Ticked, TickLog
 
 pytestmark = pytest.mark.integration
@@ -200,3 +201,27 @@ async def _records_on(settings: Settings, topic: str) -> int:
         return sum(ends.values())
     finally:
         await consumer.stop()
+
+
+async def test_a_rebuild_asked_for_more_workers_than_partitions_still_applies_everything(
+    stack: tuple[str, str],
+) -> None:
+    settings = await fresh_settings(*stack, topic_partitions=1)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        store = await given_a_store(pool, settings)
+        async with pool.acquire() as conn, conn.transaction():
+            for s in range(3):
+                await store.append(conn, f"tick-{s}", 0, [Ticked(n=i + 1) for i in range(5)], key=f"tick-{s}",
+                                   recorded=Recorded(actor="test", time=T0, correlation_id=uuid.uuid4()))
+        relay = Relay(pool, settings, source_for("declarations"))
+        async with pool.acquire() as conn, pool.acquire() as marker:
+            await relay.drain(conn, marker)
+        await relay.close()
+
+        applied = await projections.rebuild(pool, TickLog(), settings, workers=4)
+
+        assert applied == 15
+        assert await pool.fetchval("select count(*) from ticks where seq = applied and n = seq") == 15
+    finally:
+        await pool.close()

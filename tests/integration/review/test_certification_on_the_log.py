@@ -178,7 +178,7 @@ async def a_month_through_its_whole_life(pool: asyncpg.Pool, settings: Settings,
     async with pool.acquire() as conn:
         while await relay.publish_batch(conn):
             pass
-    await relay._drop_producer()
+    await relay.close()
     return out
 
 
