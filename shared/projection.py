@@ -484,6 +484,7 @@ def load_projection(spec: str) -> Projection:
 
 async def main(argv: Sequence[str]) -> None:
     """python -m shared.projection run|rebuild|as-of <module:Class> [ISO time] [--workers N]"""
+    import argparse
     import os
     import signal
 
@@ -491,34 +492,34 @@ async def main(argv: Sequence[str]) -> None:
     from shared.logging import configure_logging
     from shared.settings import get_settings
 
+    parser = argparse.ArgumentParser(prog="python -m shared.projection", description="Run or rebuild a projection.")
+    parser.add_argument("command", choices=("run", "rebuild", "as-of"))
+    parser.add_argument("projection", help="module:Class, e.g. services.declarations.ledger:LedgerProjection")
+    parser.add_argument("time", nargs="?", type=dt.datetime.fromisoformat,
+                        help="as-of: replay up to this ISO time (with its time zone)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="rebuild/as-of: processes sharing the partitions (default: one per core)")
+    args = parser.parse_args(argv)
+    if args.command == "as-of" and (args.time is None or args.time.tzinfo is None):
+        parser.error("as-of needs an ISO time with its time zone, e.g. 2026-11-30T23:59:59+08:00")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     load_catalogue()
-    argv = list(argv)
-    workers = os.cpu_count() or 1
-    if "--workers" in argv:
-        i = argv.index("--workers")
-        workers = int(argv[i + 1])
-        del argv[i:i + 2]
-    command, spec = argv[0], argv[1]
     settings = get_settings()
-    projection = load_projection(spec)
+    projection = load_projection(args.projection)
     configure_logging(f"{settings.service_name}-projection-{projection.name}")
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
     try:
         async with pool.acquire() as conn:
             await migrate(conn, projection)
-        runner = ProjectionRunner(pool, projection, settings)
-        if command == "run":
+        if args.command == "run":
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await runner.run(stop)
-        elif command == "rebuild":
-            print(await rebuild(pool, projection, settings, workers=workers))
-        elif command == "as-of":
-            print(await rebuild(pool, projection, settings, until=dt.datetime.fromisoformat(argv[2]), workers=workers))
+            await ProjectionRunner(pool, projection, settings).run(stop)
         else:
-            raise SystemExit(f"unknown command {command!r}")
+            print(await rebuild(pool, projection, settings, until=args.time, workers=args.workers))
     finally:
         await pool.close()
 
