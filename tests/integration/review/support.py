@@ -132,7 +132,8 @@ class ReviewUnderTest:
 @contextlib.asynccontextmanager
 async def review_service(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTest]:
     settings = await fresh_settings(*stack, topic_partitions=4)
-    clock_file = Path(tempfile.mkdtemp(prefix="review-clock-")) / "now"
+    clock_dir = tempfile.TemporaryDirectory(prefix="review-clock-")
+    clock_file = Path(clock_dir.name) / "now"
     clock_file.write_text("")
     feed = await DeclarationsFeed.start(settings)
     previous = os.environ.get("REVIEW_CLOCK_FILE")
@@ -141,6 +142,7 @@ async def review_service(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTes
         with running_service("review", settings) as svc:
             yield ReviewUnderTest(svc, settings, feed, clock_file)
     finally:
+        clock_dir.cleanup()
         if previous is None:
             os.environ.pop("REVIEW_CLOCK_FILE", None)
         else:
