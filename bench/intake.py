@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy.local import REPO_ROOT, create_database, free_port
+from deploy.local import REPO_ROOT, create_database, free_port, settings_env, stop_process, wait_until_ready
 from deploy.testing import StackHandle, throwaway_stack
 from shared.auth import Principal, Role, issue_token
 from shared.kafka import consumer_config
@@ -61,11 +61,6 @@ class Service:
     log: Path
 
 
-def service_env(settings: Settings, **extra: str) -> dict[str, str]:
-    values = {k.upper(): str(v) for k, v in settings.model_dump().items() if v is not None}
-    return os.environ | values | extra
-
-
 def start_service(settings: Settings, workers: int, log: Path, timeout: float = 90) -> Service:
     port = free_port()
     # Same server options as shared.service.serve (uvloop, httptools, no access log), plus --workers.
@@ -73,29 +68,15 @@ def start_service(settings: Settings, workers: int, log: Path, timeout: float = 
            "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
            "--log-level", "warning", "--no-access-log"]
     out = log.open("wb")
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=service_env(settings, BENCH_NOOP="1", HTTP_PORT=str(port)),
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=settings_env(settings, BENCH_NOOP="1", HTTP_PORT=str(port)),
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited:\n{log.read_text(errors='replace')[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return Service(url, proc, log)
-        if time.monotonic() > deadline:
-            stop_service(Service(url, proc, log))
-            raise RuntimeError(f"service not ready after {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.2)
+    wait_until_ready("service", url, proc, log, timeout)
+    return Service(url, proc, log)
 
 
 def stop_service(svc: Service) -> None:
-    if svc.process.poll() is None:
-        os.killpg(svc.process.pid, signal.SIGTERM)
-        try:
-            svc.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(svc.process.pid, signal.SIGKILL)
+    stop_process(svc.process, timeout=30)
 
 
 def seed(svc: Service, admin_token: str, subjects: int) -> list[str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,35 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return f"(no log at {path})"
+
+
+def settings_env(settings: Any, **extra: str) -> dict[str, str]:
+    """The environment for a child process that should read these settings (pydantic-settings)."""
+    values = {k.upper(): str(v) for k, v in settings.model_dump().items() if v is not None}
+    return os.environ | values | extra
+
+
+def wait_until_ready(what: str, url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Poll ``url``/readyz until it answers 200; RuntimeError with the log's last lines when the
+    process exits first or ``timeout`` seconds pass (the process is then stopped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{tail(log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            raise RuntimeError(f"{what} not ready after {timeout}s:\n{tail(log)}")
+        time.sleep(0.2)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM a child started in its own session (its whole group), SIGKILL after ``timeout``, reap it."""
+    terminate(proc.pid, None, timeout=timeout)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from deploy.local import settings_env, stop_process
 from shared import projection as projections
 from shared import store as event_store
 from shared.envelope import source_for
@@ -23,7 +24,6 @@ from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import ConcurrencyError, EventStore, Recorded
 from shared.topics import DECLARATIONS
-from tests.support.services import env_for
 from tests.support.settings import fresh_settings
 from tests.support.spine import Ticked, TickLog
 
@@ -68,22 +68,13 @@ async def then_exactly_once_in_order(pool: asyncpg.Pool) -> None:
 
 
 def spawn(args: list[str], settings: Settings, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], env=env_for(settings, **env),
+    return subprocess.Popen([sys.executable, *args], env=settings_env(settings, **env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def kill9(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            kill9(proc)
 
 
 async def test_two_appends_at_the_same_expected_version_one_wins(pool: asyncpg.Pool, settings: Settings) -> None:
@@ -120,7 +111,7 @@ async def test_projection_killed_mid_run_still_applies_each_event_once(pool: asy
         await wait_for(lambda: _count_over(pool, STREAMS * PER_STREAM - 1), 90, "all 10,000 rows")
         await asyncio.sleep(1.0)  # anything doubled would land now
     finally:
-        stop(proc)
+        stop_process(proc)
         stop_relay.set()
         await relay
     await then_exactly_once_in_order(pool)
@@ -156,7 +147,7 @@ async def test_relay_killed_mid_run_loses_nothing_and_doubles_nothing(pool: asyn
         await wait_for(lambda: _count_over(pool, STREAMS * PER_STREAM - 1), 90, "all 10,000 rows")
         await asyncio.sleep(1.0)
     finally:
-        stop(proc)
+        stop_process(proc)
         stop_runner.set()
         await consuming
     await then_exactly_once_in_order(pool)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from deploy.local import free_port
+from deploy.local import free_port, settings_env, stop_process, wait_until_ready
 from shared.auth import Principal, Role, issue_token
 from shared.settings import Settings
 
@@ -32,40 +30,20 @@ class RunningService:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
 
-def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    values = {k.upper(): str(v) for k, v in settings.model_dump().items() if v is not None}
-    return os.environ | values | extra
-
-
 @contextlib.contextmanager
 def running_service(name: str, settings: Settings, timeout: float = 60) -> Iterator[RunningService]:
     port = free_port()
     s = settings.model_copy(update={"service_name": name, "http_port": port})
     # The log goes to a file, not a pipe: a pipe nobody reads fills up (e.g. while Kafka is away) and hangs the service.
     log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env_for(s),
+    proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=settings_env(s),
                             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"service {name} exited: {Path(log.name).read_text(errors='replace')[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service {name} not ready after {timeout}s: "
-                                   f"{Path(log.name).read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
+        wait_until_ready(f"service {name}", url, proc, Path(log.name), timeout)
         yield RunningService(name, url, s, proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc)
         log.close()
         os.unlink(log.name)
 
