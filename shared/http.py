@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.commands import Rejected
+
+IdempotencyKey = Annotated[str, Header(min_length=8, max_length=128)]  # every command carries one
+
+
+class RequestBody(BaseModel):
+    """A command's JSON body: an unknown field is an error, text is trimmed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 def error_body(code: str, reason: str, **detail: Any) -> dict[str, Any]:

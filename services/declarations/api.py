@@ -10,10 +10,10 @@ import uuid
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from services.declarations import tables
 from services.declarations.batching import Pending, batcher_for
@@ -23,18 +23,16 @@ from services.declarations.domain.intake import Facts, ItemRequest, decide_decla
 from shared.auth import Role, current_principal, require_community, require_role
 from shared.commands import run_idempotent
 from shared.events.declarations import PointsItem
+from shared.http import IdempotencyKey, RequestBody
 
 router = APIRouter()
-IdempotencyKey = Annotated[str, Header(min_length=8, max_length=128)]
 READERS = (Role.recorder, Role.supervisor, Role.leading_group, Role.secretary, Role.auditor, Role.county_admin)
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Evidence = Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=20)]
 
 
-class ItemBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class ItemBody(RequestBody):
     community_id: Id
     subject_id: Id
     rule_code: Id

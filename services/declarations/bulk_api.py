@@ -11,24 +11,21 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.declarations import tables
-from services.declarations.api import Evidence, Id, IdempotencyKey
+from services.declarations.api import Evidence, Id
 from services.declarations.context import Ctx, Me, context, idempotent
 from services.declarations.domain import bulk
 from services.declarations.domain.intake import Facts
 from shared.auth import Principal, Role, issue_token, require_community, require_role
 from shared.events.declarations import PointsItem
+from shared.http import IdempotencyKey, RequestBody
 
 router = APIRouter(tags=["bulk intake"])
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class AttendanceBody(Body):
+class AttendanceBody(RequestBody):
     community_id: Id
     title: str = Field(min_length=1, max_length=200)
     rule_code: Id
@@ -38,13 +35,13 @@ class AttendanceBody(Body):
     evidence: Evidence = Field(default_factory=list)
 
 
-class WorkLine(Body):
+class WorkLine(RequestBody):
     subject_id: Id
     quantity: int = Field(ge=1, le=1000)
     description: str = Field("", max_length=500)
 
 
-class WorkReportBody(Body):
+class WorkReportBody(RequestBody):
     community_id: Id
     enterprise: str = Field(min_length=1, max_length=200)
     rule_code: Id
@@ -53,7 +50,7 @@ class WorkReportBody(Body):
     evidence: Evidence = Field(default_factory=list)
 
 
-class NeedBody(Body):
+class NeedBody(RequestBody):
     community_id: Id
     title: str = Field(min_length=1, max_length=200)
     rule_code: Id
@@ -61,11 +58,11 @@ class NeedBody(Body):
     description: str = Field("", max_length=2000)
 
 
-class TakeBody(Body):
+class TakeBody(RequestBody):
     subject_id: Id
 
 
-class CompleteBody(Body):
+class CompleteBody(RequestBody):
     occurred_on: dt.date
     evidence: Evidence = Field(default_factory=list)
 
@@ -199,7 +196,7 @@ async def list_needs(request: Request, principal: Me, community_id: str,
     return {"items": [dict(r) for r in rows]}
 
 
-class TokenBody(Body):
+class TokenBody(RequestBody):
     sub: Id
     role: Role
     community: Id

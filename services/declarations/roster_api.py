@@ -9,31 +9,28 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.declarations import roster_import, tables
-from services.declarations.api import Id, IdempotencyKey
+from services.declarations.api import Id
 from services.declarations.context import Ctx, Me, context, idempotent
 from services.declarations.domain import roster
 from services.declarations.domain.roster import SubjectSpec
 from shared.auth import Principal, Role, require_community, require_role
 from shared.commands import Rejected
+from shared.http import IdempotencyKey, RequestBody
 
 router = APIRouter(tags=["roster"])
 ROSTER_KEEPERS = (Role.recorder, Role.supervisor, Role.county_admin)
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CommunityBody(Body):
+class CommunityBody(RequestBody):
     community_id: Id
     name: str = Field(min_length=1, max_length=100)
     county: str = Field("赫章县", max_length=100)
 
 
-class UnitBody(Body):
+class UnitBody(RequestBody):
     community_id: Id
     unit_id: Id
     kind: str = Field(max_length=32)
@@ -41,7 +38,7 @@ class UnitBody(Body):
     parent_id: str | None = Field(None, max_length=64)
 
 
-class SubjectBody(Body):
+class SubjectBody(RequestBody):
     subject_id: Id
     kind: str = Field(max_length=32)
     name: str = Field(min_length=1, max_length=100)
@@ -58,17 +55,17 @@ class SubjectBody(Body):
                            tuple(self.units))
 
 
-class RegisterBody(Body):
+class RegisterBody(RequestBody):
     community_id: Id
     subjects: list[SubjectBody] = Field(min_length=1, max_length=2000)
 
 
-class CategoriesBody(Body):
+class CategoriesBody(RequestBody):
     categories: list[str] = Field(max_length=10)
     changed_on: dt.date | None = None
 
 
-class MoveOutBody(Body):
+class MoveOutBody(RequestBody):
     moved_out_on: dt.date | None = None
     reason: str = Field("", max_length=500)
 

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
 
 from services.review import handlers, views
 from services.review.clock import now as clock_now
@@ -19,6 +19,7 @@ from shared.auth import CurrentPrincipal, Principal, Role, read_token, require_c
 from shared.commands import Rejected, fingerprint, run_idempotent
 from shared.envelope import Envelope
 from shared.events.review import CHANNELS, Channel, Decision
+from shared.http import IdempotencyKey, RequestBody
 from shared.service import Runtime
 from shared.store import Recorded
 
@@ -26,45 +27,40 @@ router = APIRouter(tags=["review"])
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 Now = Annotated[dt.datetime, Depends(clock_now)]
-IdempotencyKey = Annotated[str, Header(min_length=8, max_length=128)]
 LEADING = (Role.secretary, Role.leading_group)
 STAFF = (Role.recorder, Role.supervisor, *LEADING, Role.auditor, Role.county_admin)
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class DecideRequest(Body):
+class DecideRequest(RequestBody):
     decision: Decision
     note: str = Field("", max_length=1000)
 
 
-class CertifyRequest(Body):
+class CertifyRequest(RequestBody):
     community_id: str = Field(min_length=1, max_length=64)
     month: str = Field(pattern=MONTH)
     co_signer_tokens: list[str] = Field(default_factory=list, max_length=10)
 
 
-class NoticeRequest(Body):
+class NoticeRequest(RequestBody):
     community_id: str = Field(min_length=1, max_length=64)
     month: str = Field(pattern=MONTH)
     channels: list[Channel] = Field(default_factory=lambda: list(CHANNELS), max_length=3)
 
 
-class ObjectionRequest(Body):
+class ObjectionRequest(RequestBody):
     community_id: str = Field(min_length=1, max_length=64)
     month: str = Field(pattern=MONTH)
     item_id: str = Field(min_length=1, max_length=64)
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class ResolveRequest(Body):
+class ResolveRequest(RequestBody):
     reason: str = Field(min_length=1, max_length=2000)
     delta: int = Field(0, ge=-100_000, le=100_000)
 
 
-class CorrectionRequest(Body):
+class CorrectionRequest(RequestBody):
     community_id: str = Field(min_length=1, max_length=64)
     item_id: str = Field(min_length=1, max_length=64)
     delta: int = Field(ge=-100_000, le=100_000)
