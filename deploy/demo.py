@@ -65,7 +65,7 @@ UNITS = [
 def person(sid: str, name: str, gender: str, *cats: str, family: str | None = None,
            units: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"subject_id": sid, "kind": "person", "name": name, "categories": list(cats), "gender": gender,
-            "family_id": family, "units": [f"{COMMUNITY}-{u}" for u in units]}
+            "family_id": family, "units": list(units)}
 
 
 SUBJECTS = [
@@ -146,7 +146,8 @@ class Demo:
                       {"community_id": COMMUNITY, "unit_id": f"{COMMUNITY}-{unit_id}", "kind": kind, "name": name,
                        "parent_id": f"{COMMUNITY}-{parent}" if parent else None}, f"unit-{unit_id}")
         registered = self.last_first - dt.timedelta(days=31)
-        subjects = [s | {"registered_on": registered.isoformat()} for s in SUBJECTS]
+        subjects = [s | {"registered_on": registered.isoformat(),
+                         "units": [f"{COMMUNITY}-{u}" for u in s.get("units", [])]} for s in SUBJECTS]
         self.post(self.decl, "/subjects", "county_admin", {"community_id": COMMUNITY, "subjects": subjects},
                   "subjects")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import asyncpg
@@ -18,6 +19,7 @@ from services.declarations.domain import roster
 from services.declarations.domain.roster import SubjectSpec
 from shared.auth import Principal, Role, require_community, require_role
 from shared.commands import Rejected
+from shared.events import Event
 from shared.http import IdempotencyKey, RequestBody
 
 router = APIRouter(tags=["roster"])
@@ -138,22 +140,22 @@ async def register_subjects(body: RegisterBody, request: Request, principal: Me,
 @router.post("/subjects/{subject_id}/categories", status_code=201)
 async def change_categories(subject_id: str, body: CategoriesBody, request: Request, principal: Me,
                             idempotency_key: IdempotencyKey) -> Response:
-    ctx = context(request, principal)
-    require_role(principal, *ROSTER_KEEPERS)
-
-    async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
-        s = await tables.subject(conn, subject_id)
-        if s is not None:
-            require_community(principal, s.community_id)
-        events = roster.change_categories(s, subject_id, tuple(body.categories), body.changed_on or ctx.today)
-        return 201, {"event_ids": await ctx.append(conn, f"subject-{subject_id}", events, key=subject_id)}
-
-    return await idempotent(ctx, f"categories:{subject_id}", idempotency_key, body.model_dump(mode="json"), work)
+    return await _on_subject(request, principal, "categories", subject_id, body, idempotency_key,
+                             lambda s, today: roster.change_categories(s, subject_id, tuple(body.categories),
+                                                                       body.changed_on or today))
 
 
 @router.post("/subjects/{subject_id}/move-out", status_code=201)
 async def move_out(subject_id: str, body: MoveOutBody, request: Request, principal: Me,
                    idempotency_key: IdempotencyKey) -> Response:
+    return await _on_subject(request, principal, "move_out", subject_id, body, idempotency_key,
+                             lambda s, today: roster.move_out(s, subject_id, body.moved_out_on or today, body.reason))
+
+
+async def _on_subject(request: Request, principal: Principal, command: str, subject_id: str, body: RequestBody,
+                      idempotency_key: str,
+                      decide: Callable[[roster.Subject | None, dt.date], Sequence[Event]]) -> Response:
+    """A roster keeper's command on one subject of their community: load it, decide, append."""
     ctx = context(request, principal)
     require_role(principal, *ROSTER_KEEPERS)
 
@@ -161,10 +163,10 @@ async def move_out(subject_id: str, body: MoveOutBody, request: Request, princip
         s = await tables.subject(conn, subject_id)
         if s is not None:
             require_community(principal, s.community_id)
-        events = roster.move_out(s, subject_id, body.moved_out_on or ctx.today, body.reason)
+        events = decide(s, ctx.today)
         return 201, {"event_ids": await ctx.append(conn, f"subject-{subject_id}", events, key=subject_id)}
 
-    return await idempotent(ctx, f"move_out:{subject_id}", idempotency_key, body.model_dump(mode="json"), work)
+    return await idempotent(ctx, f"{command}:{subject_id}", idempotency_key, body.model_dump(mode="json"), work)
 
 
 @router.post("/roster/import", status_code=201)

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from deploy.demo import UNITS
+from deploy.demo import SUBJECTS as DEMO_SUBJECTS
+from deploy.demo import UNITS, person
 from services.declarations.app import build
 from services.declarations.context import DeclarationsConfig, fixed_clock
 from shared.auth import Principal, Role, issue_token
@@ -65,45 +66,14 @@ async def in_process(settings: Settings, now: dt.datetime = NOW) -> AsyncIterato
             yield InProcess(app, http, settings)
 
 
-# The example community's party organisation and grid are the demo's (deploy/demo.py).
-
-
-def person(sid: str, name: str, gender: str, *cats: str, family: str | None = None,
-           units: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"subject_id": sid, "kind": "person", "name": name, "categories": list(cats), "gender": gender,
-            "family_id": family, "units": list(units), "registered_on": "2026-10-01"}
-
-
-def family(sid: str, name: str, contact: str) -> dict[str, Any]:
-    return {"subject_id": sid, "kind": "family", "name": name, "categories": ["family"], "contact_id": contact,
-            "registered_on": "2026-10-01"}
-
-
-def organisation(sid: str, name: str, cat: str) -> dict[str, Any]:
-    return {"subject_id": sid, "kind": "organisation", "name": name, "categories": [cat],
-            "registered_on": "2026-10-01"}
-
-
-# Two or more subjects of every category; persons holding several categories; families with a contact.
-SUBJECTS = [
-    organisation("o-br1", "第一党支部", "party_organization"),
-    organisation("o-br2", "第二党支部", "party_organization"),
-    organisation("o-women", "妇联工作站", "mass_organization"),
-    organisation("o-youth", "共青团工作站", "mass_organization"),
-    family("f-zhang", "张家", "p-zhang"),
-    family("f-wang", "王家", "p-wang"),
-    person("p-xu", "徐科品", "male", "party_member", "building_head", units=("bld-3", "grp1")),
-    person("p-ji", "吉正学", "male", "party_member", "community_cadre"),
-    person("p-luo", "罗开英", "female", "party_member", "volunteer", units=("vt-1",)),
-    person("p-yang", "杨红泽", "male", "building_head"),
-    person("p-zhang", "张阿妹", "female", "resident", family="f-zhang"),
-    person("p-wang", "王老三", "male", "resident", "employed", family="f-wang", units=("ws-hair",)),
-    person("p-chen", "陈小红", "female", "employed", units=("ws-hair",)),
-    person("p-li", "李国强", "male", "community_cadre"),
-    person("p-he", "何志远", "male", "volunteer", units=("vt-1",)),
-    person("p-zhao", "赵桂兰", "female", "property_staff"),
+# The example community (organisation, grid, subjects) is the demo's (deploy/demo.py), with one more
+# mass organisation and one more property staff member: two or more subjects of every category.
+SUBJECTS = [s | {"registered_on": "2026-10-01"} for s in (
+    *DEMO_SUBJECTS[:3],
+    {"subject_id": "o-youth", "kind": "organisation", "name": "共青团工作站", "categories": ["mass_organization"]},
+    *DEMO_SUBJECTS[3:],
     person("p-sun", "孙德明", "male", "property_staff"),
-]
+)]
 
 
 async def register_roster(svc: InProcess | httpx.AsyncClient, community: str = COMMUNITY) -> None:
