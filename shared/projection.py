@@ -478,8 +478,13 @@ def load_projection(spec: str) -> Projection:
     import importlib
 
     module_name, _, cls_name = spec.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls()  # type: ignore[no-any-return]
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"no projection {spec!r} (expected module:Class): {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Projection)):
+        raise ValueError(f"{spec!r} is not a Projection")
+    return cls()
 
 
 async def main(argv: Sequence[str]) -> None:
@@ -506,7 +511,10 @@ async def main(argv: Sequence[str]) -> None:
         parser.error("--workers must be at least 1")
     load_catalogue()
     settings = get_settings()
-    projection = load_projection(args.projection)
+    try:
+        projection = load_projection(args.projection)
+    except ValueError as exc:
+        parser.error(str(exc))
     configure_logging(f"{settings.service_name}-projection-{projection.name}")
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
     try:
