@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     topic_namespace: str = Field("points", description="Prefix of every topic name (one county deployment).")
+    deployment: str = Field(
+        "local", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="Name of this installation (its databases): part of consumer group ids and event sources, "
+                    "so two installations sharing a namespace never split partitions between them.",
+    )
     topic_partitions: int = Field(12, ge=1)
     topic_replication_factor: int = Field(1, ge=1, description="3 in production, 1 locally.")
     topic_min_insync_replicas: int = Field(1, ge=1, description="2 in production, 1 locally.")
