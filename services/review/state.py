@@ -132,7 +132,7 @@ async def load(conn: asyncpg.Connection, community_id: str, *, item_ids: Iterabl
 
 async def save(conn: asyncpg.Connection, before: ReviewState, after: ReviewState) -> None:
     """Write what changed between the state decided on and the state its events leave behind."""
-    items = [i for k, i in after.items.items() if before.items.get(k) != i]
+    items = [] if after.items is before.items else [i for k, i in after.items.items() if before.items.get(k) is not i]
     if items:
         await conn.executemany(
             """insert into review_status (item_id, community_id, month, status, carried_from)

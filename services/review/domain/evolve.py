@@ -7,8 +7,9 @@ from its first event gives the same state (tests/unit/review/test_properties.py)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from shared.events.review import (
     CertificationSigned,
@@ -51,40 +52,67 @@ class ReviewState:
         return {m.month for m in self.months.values() if m.certified_at is not None}
 
 
-_STATUS: dict[type, Status] = {ItemVerified: "verified", ItemReturned: "returned", ItemRejected: "rejected"}
+def _status(status: Status) -> Callable[[ReviewState, Any], ReviewState]:
+    return lambda state, ev: _item(state, ev.item_id, status=status)
+
+
+def _overruled(state: ReviewState, ev: VerificationOverruled) -> ReviewState:
+    return _item(state, ev.item_id, status=ev.decision)
+
+
+def _carried(state: ReviewState, ev: ItemCarriedOver) -> ReviewState:
+    return _item(state, ev.item_id, status="submitted", month=ev.to_month, carried_from=ev.month)
+
+
+def _signed(state: ReviewState, ev: CertificationSigned) -> ReviewState:
+    m = state.month(ev.month)
+    signer = Signer(ev.signer, ev.role, ev.community_id, ev.name)
+    return _month(state, replace(m, signatures=(*m.signatures, Signature(signer, ev.digest, ev.signed_at))))
+
+
+def _certified(state: ReviewState, ev: MonthCertified) -> ReviewState:
+    return _month(state, replace(state.month(ev.month), certified_at=ev.certified_at))
+
+
+def _posted(state: ReviewState, ev: NoticePosted) -> ReviewState:
+    m = state.month(ev.month)
+    return _month(state, replace(m, window_opened_at=m.window_opened_at or ev.posted_at,
+                                 window_closes_at=ev.window_closes_at,
+                                 channels=tuple(dict.fromkeys([*m.channels, ev.channel]))))
+
+
+def _finalised(state: ReviewState, ev: MonthFinalised) -> ReviewState:
+    return _month(state, replace(state.month(ev.month), finalised_at=ev.finalised_at))
+
+
+def _raised(state: ReviewState, ev: ObjectionRaised) -> ReviewState:
+    o = Objection(ev.objection_id, ev.community_id, ev.month, ev.item_id, ev.raised_by, "open")
+    return replace(state, objections={**state.objections, o.objection_id: o})
+
+
+def _resolved(status: str) -> Callable[[ReviewState, Any], ReviewState]:
+    def apply(state: ReviewState, ev: ObjectionUpheld | ObjectionDismissed) -> ReviewState:
+        found = state.objections.get(ev.objection_id)
+        if found is None:
+            return state
+        return replace(state, objections={**state.objections, found.objection_id: replace(found, status=status)})
+    return apply
+
+
+# exact types (isinstance on pydantic models is slow, and a month's certification folds 100,000 awards);
+# awards, corrections and clock settings change no decision state
+_EVOLVE: dict[type, Callable[[ReviewState, Any], ReviewState]] = {
+    ItemVerified: _status("verified"), ItemReturned: _status("returned"), ItemRejected: _status("rejected"),
+    VerificationOverruled: _overruled, ItemCarriedOver: _carried, CertificationSigned: _signed,
+    MonthCertified: _certified, NoticePosted: _posted, MonthFinalised: _finalised, ObjectionRaised: _raised,
+    ObjectionUpheld: _resolved("upheld"), ObjectionDismissed: _resolved("dismissed"),
+}
 
 
 def evolve(state: ReviewState, event: ReviewEvent) -> ReviewState:
-    """The state an event leaves behind. Awards and corrections change no decision state."""
-    if isinstance(event, VerificationOverruled):
-        return _item(state, event.item_id, status=event.decision)
-    if type(event) in _STATUS:
-        return _item(state, event.item_id, status=_STATUS[type(event)])  # type: ignore[attr-defined]
-    if isinstance(event, ItemCarriedOver):
-        return _item(state, event.item_id, status="submitted", month=event.to_month, carried_from=event.month)
-    if isinstance(event, CertificationSigned):
-        m = state.month(event.month)
-        signer = Signer(event.signer, event.role, event.community_id, event.name)
-        return _month(state, replace(m, signatures=(*m.signatures, Signature(signer, event.digest, event.signed_at))))
-    if isinstance(event, MonthCertified):
-        return _month(state, replace(state.month(event.month), certified_at=event.certified_at))
-    if isinstance(event, NoticePosted):
-        m = state.month(event.month)
-        return _month(state, replace(m, window_opened_at=m.window_opened_at or event.posted_at,
-                                     window_closes_at=event.window_closes_at,
-                                     channels=tuple(dict.fromkeys([*m.channels, event.channel]))))
-    if isinstance(event, MonthFinalised):
-        return _month(state, replace(state.month(event.month), finalised_at=event.finalised_at))
-    if isinstance(event, ObjectionRaised):
-        o = Objection(event.objection_id, event.community_id, event.month, event.item_id, event.raised_by, "open")
-        return replace(state, objections={**state.objections, o.objection_id: o})
-    if isinstance(event, ObjectionUpheld | ObjectionDismissed):
-        found = state.objections.get(event.objection_id)
-        if found is None:
-            return state
-        status = "upheld" if isinstance(event, ObjectionUpheld) else "dismissed"
-        return replace(state, objections={**state.objections, found.objection_id: replace(found, status=status)})
-    return state
+    """The state an event leaves behind."""
+    apply = _EVOLVE.get(type(event))
+    return state if apply is None else apply(state, event)
 
 
 def fold(state: ReviewState, events: Iterable[ReviewEvent]) -> ReviewState:
