@@ -25,6 +25,7 @@ create table if not exists review_status (
     status       text not null
 );
 alter table review_status add column if not exists carried_from text;
+alter table review_status add column if not exists corrected integer not null default 0;
 create index if not exists review_status_by_month on review_status (community_id, month);
 create table if not exists review_months (
     community_id     text not null,
@@ -65,7 +66,7 @@ create table if not exists review_clock (
 
 _COLS = """i.item_id, i.community_id, coalesce(s.month, i.month) as month, i.subject_id, i.category, i.dimension,
            i.rule_code, i.points, i.entered_by, i.declared_by, coalesce(s.status, 'submitted') as status,
-           s.carried_from"""
+           s.carried_from, coalesce(s.corrected, 0) as corrected"""
 _OF_MONTH = f"""select {_COLS} from items i left join review_status s using (item_id)
                 where i.community_id = $1 and i.month = $2 and coalesce(s.month, i.month) = $2
                 union all
@@ -135,10 +136,11 @@ async def save(conn: asyncpg.Connection, before: ReviewState, after: ReviewState
     items = [] if after.items is before.items else [i for k, i in after.items.items() if before.items.get(k) is not i]
     if items:
         await conn.executemany(
-            """insert into review_status (item_id, community_id, month, status, carried_from)
-               values ($1, $2, $3, $4, $5) on conflict (item_id) do update
-               set month = excluded.month, status = excluded.status, carried_from = excluded.carried_from""",
-            [(i.item_id, i.community_id, i.month, i.status, i.carried_from) for i in items])
+            """insert into review_status (item_id, community_id, month, status, carried_from, corrected)
+               values ($1, $2, $3, $4, $5, $6) on conflict (item_id) do update
+               set month = excluded.month, status = excluded.status, carried_from = excluded.carried_from,
+                   corrected = excluded.corrected""",
+            [(i.item_id, i.community_id, i.month, i.status, i.carried_from, i.corrected) for i in items])
         await conn.execute("delete from review_waiting where item_id = any($1::text[])", [i.item_id for i in items])
     for key, m in after.months.items():
         old = before.months.get(key)

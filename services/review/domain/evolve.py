@@ -23,6 +23,7 @@ from shared.events.review import (
     ObjectionDismissed,
     ObjectionRaised,
     ObjectionUpheld,
+    PointsCorrected,
     ReviewEvent,
     VerificationOverruled,
 )
@@ -64,6 +65,11 @@ def _carried(state: ReviewState, ev: ItemCarriedOver) -> ReviewState:
     return _item(state, ev.item_id, status="submitted", month=ev.to_month, carried_from=ev.month)
 
 
+def _corrected(state: ReviewState, ev: PointsCorrected) -> ReviewState:
+    it = state.items.get(ev.item_id)
+    return state if it is None else _item(state, ev.item_id, corrected=it.corrected + ev.delta)
+
+
 def _signed(state: ReviewState, ev: CertificationSigned) -> ReviewState:
     m = state.month(ev.month)
     signer = Signer(ev.signer, ev.role, ev.community_id, ev.name)
@@ -100,12 +106,12 @@ def _resolved(status: str) -> Callable[[ReviewState, Any], ReviewState]:
 
 
 # exact types (isinstance on pydantic models is slow, and a month's certification folds 100,000 awards);
-# awards, corrections and clock settings change no decision state
+# awards and clock settings change no decision state
 _EVOLVE: dict[type, Callable[[ReviewState, Any], ReviewState]] = {
     ItemVerified: _status("verified"), ItemReturned: _status("returned"), ItemRejected: _status("rejected"),
     VerificationOverruled: _overruled, ItemCarriedOver: _carried, CertificationSigned: _signed,
     MonthCertified: _certified, NoticePosted: _posted, MonthFinalised: _finalised, ObjectionRaised: _raised,
-    ObjectionUpheld: _resolved("upheld"), ObjectionDismissed: _resolved("dismissed"),
+    ObjectionUpheld: _resolved("upheld"), ObjectionDismissed: _resolved("dismissed"), PointsCorrected: _corrected,
 }
 
 

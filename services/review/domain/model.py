@@ -26,6 +26,7 @@ class Item:
     declared_by: str
     status: Status = "submitted"
     carried_from: str | None = None  # the declared month, when the item was carried into ``month``
+    corrected: int = 0  # the sum of the corrections made to it so far
 
     def by(self, person: str) -> bool:
         """Declared or recorded by this person (separation of duties)."""

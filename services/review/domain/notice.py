@@ -94,7 +94,7 @@ def resolve(cmd: ResolveObjection, state: ReviewState, rules: Rules) -> list[Rev
     return [
         ObjectionUpheld(objection_id=o.objection_id, community_id=o.community_id, month=o.month, item_id=o.item_id,
                         correction_id=cmd.correction_id, reason=cmd.reason),
-        _correction(item, open_month=_landing(state, cmd.now, rules), delta=cmd.delta, reason=cmd.reason,
+        _correction(item, state, open_month=_landing(state, cmd.now, rules), delta=cmd.delta, reason=cmd.reason,
                     correction_id=cmd.correction_id, objection_id=o.objection_id),
     ]
 
@@ -108,18 +108,25 @@ def correct(cmd: CorrectItem, state: ReviewState, rules: Rules) -> list[ReviewEv
         raise Rejected(f"{item.month} 月尚未认定，请直接审核该条目，无需更正", status=409, code="not_certified")
     if not cmd.reason.strip():
         raise Rejected("请写明更正理由", status=422, code="reason_required")
-    return [_correction(item, open_month=_landing(state, cmd.now, rules), delta=cmd.delta, reason=cmd.reason,
-                        correction_id=cmd.correction_id)]
+    return [_correction(item, state, open_month=_landing(state, cmd.now, rules), delta=cmd.delta,
+                        reason=cmd.reason, correction_id=cmd.correction_id)]
 
 
 def _landing(state: ReviewState, now: dt.datetime, rules: Rules) -> str:
     return landing_month(state.certified_months(), month_of(local_date(now, rules.tz)))
 
 
-def _correction(item: Item, *, open_month: str, delta: int, reason: str, correction_id: str,
+def _correction(item: Item, state: ReviewState, *, open_month: str, delta: int, reason: str, correction_id: str,
                 objection_id: str | None = None) -> PointsCorrected:
     if delta == 0:
         raise Rejected("更正分值不能为 0", status=422, code="zero_delta")
+    # a correction never takes back more than the item gave, nor gives more than its rule's points
+    awarded = item.points if item.status == "verified" and state.month(item.month).certified_at else 0
+    after = awarded + item.corrected + delta
+    low, high = sorted((0, item.points))
+    if not low <= after <= high:
+        raise Rejected(f"更正后该条目计 {after} 分，超出允许范围（{low} 至 {high} 分）：更正不能扣回多于该条目所得，"
+                       f"也不能多于其规则分值", status=422, code="correction_out_of_range", low=low, high=high)
     return PointsCorrected(correction_id=correction_id, community_id=item.community_id, month=open_month,
                            item_id=item.item_id, item_month=item.month, subject_id=item.subject_id,
                            category=item.category, dimension=item.dimension, rule_code=item.rule_code,

@@ -304,5 +304,5 @@ async def test_the_snapshot_the_commands_decide_on_is_the_fold_of_the_stream(
         snapshot = await state.full(conn, "c-01")
         stream = [e.event for e in await review_store.load(conn, "community-c-01") if isinstance(e.event, ReviewEvent)]
     known = ReviewState("c-01", items={k: replace(i, status="submitted", month=i.carried_from or i.month,
-                                                  carried_from=None) for k, i in snapshot.items.items()})
+                                                  carried_from=None, corrected=0) for k, i in snapshot.items.items()})
     assert fold(known, stream) == snapshot

@@ -132,9 +132,9 @@ def test_an_upheld_objection_is_a_correction_in_the_open_month_never_an_edit() -
 
 
 def test_corrections_reference_an_existing_item_of_a_certified_month() -> None:
-    [ev] = when(given([item(1, "verified")], [CERTIFIED]), c.CorrectItem("c-01", "i-001", 3, "迟到条目", "k-1", T))
+    [ev] = when(given([item(1, "verified")], [CERTIFIED]), c.CorrectItem("c-01", "i-001", -3, "有误", "k-1", T))
     assert isinstance(ev, PointsCorrected)
-    assert (ev.item_id, ev.month, ev.delta, ev.objection_id) == ("i-001", "2026-12", 3, None)
+    assert (ev.item_id, ev.month, ev.delta, ev.objection_id) == ("i-001", "2026-12", -3, None)
     assert refused(given([], [CERTIFIED]), c.CorrectItem("c-01", "i-009", 3, "x", "k", T)).code == "item_not_found"
     assert refused(given([item(1)]), c.CorrectItem("c-01", "i-001", 3, "x", "k", T)).code == "not_certified"
     assert refused(given([item(1, "verified")], [CERTIFIED]), c.CorrectItem("c-01", "i-001", 0, "x", "k", T)
@@ -154,3 +154,22 @@ def test_a_month_is_final_once_the_window_has_closed_and_no_objection_is_open() 
     assert refused(given([item(1, "verified")], [CERTIFIED, POSTED, raised]),
                    c.FinaliseMonth("c-01", "2026-11", T + WEEK)).code == "objections_open"
     assert refused(given([], [CERTIFIED]), c.FinaliseMonth("c-01", "2026-11", T + WEEK)).code == "not_on_notice"
+
+
+def test_a_correction_never_takes_back_more_than_the_item_gave_nor_gives_more_than_its_points() -> None:
+    def correcting(delta: int, n: int = 1) -> c.CorrectItem:
+        return c.CorrectItem("c-01", f"i-{n:03d}", delta, "更正", f"k{delta}", T)
+
+    awarded = given([item(1, "verified", points=20)], [CERTIFIED])
+    too_much = refused(awarded, correcting(-100_000))
+    assert too_much.code == "correction_out_of_range" and "0 至 20" in too_much.reason
+    [half] = when(awarded, correcting(-10))
+    assert refused(given([item(1, "verified", points=20)], [CERTIFIED, half]), correcting(-11)).code == \
+        "correction_out_of_range"  # 10 were already taken back
+    assert refused(awarded, correcting(1)).code == "correction_out_of_range"  # no more than the rule gives
+    late = given([item(1, "rejected", points=20)], [CERTIFIED])  # not awarded: a correction may give its points
+    assert when(late, correcting(20))[0].delta == 20
+    assert refused(late, correcting(-1)).code == "correction_out_of_range"
+    deduction = given([item(2, "verified", points=-3)], [CERTIFIED])
+    assert when(deduction, correcting(3, n=2))[0].delta == 3  # a deduction is given back, at most in full
+    assert refused(deduction, correcting(4, n=2)).code == "correction_out_of_range"
