@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import Field, model_validator
 
 from services.review import clock, handlers, views
@@ -28,6 +28,9 @@ router = APIRouter(tags=["review"])
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 Now = Annotated[dt.datetime, Depends(clock.now)]
+MonthPath = Annotated[str, Path(pattern=MONTH, description="YYYY-MM")]
+MonthQuery = Annotated[str, Query(pattern=MONTH, description="YYYY-MM")]
+StatusQuery = Annotated[str | None, Query(pattern=r"^(submitted|verified|returned|rejected|open|upheld|dismissed)$")]
 LEADING = (Role.secretary, Role.leading_group)
 READERS = (Role.recorder, Role.supervisor, *LEADING, Role.auditor, Role.county_admin)
 # a bearer token (JWT: three base64url parts, the first a JSON header): nobody's credential in a body
@@ -154,7 +157,7 @@ async def sign(body: SignRequest, request: Request, principal: CurrentPrincipal,
 
 
 @router.get("/certifications/{community_id}/{month}")
-async def to_sign(community_id: str, month: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+async def to_sign(community_id: str, month: MonthPath, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
     """当月待签署的认定名单摘要与已有签名（取自同一快照）。"""
     require_role(principal, *READERS)
     require_community(principal, community_id)
@@ -217,7 +220,7 @@ async def correct(body: CorrectionRequest, request: Request, principal: CurrentP
 
 
 @router.post("/months/{community_id}/{month}/finalise", status_code=201)
-async def finalise(community_id: str, month: str, request: Request, principal: CurrentPrincipal, now: Now,
+async def finalise(community_id: str, month: MonthPath, request: Request, principal: CurrentPrincipal, now: Now,
                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """异议期结束后确认该月结果为最终结果。"""
     require_role(principal, *LEADING)
@@ -265,7 +268,8 @@ async def read_clock(principal: CurrentPrincipal, now: Now) -> dict[str, Any]:
 
 # ---- queries (the projections, each answer from one snapshot) ----------------------------------
 @router.get("/months/{community_id}/{month}")
-async def month_view(community_id: str, month: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+async def month_view(community_id: str, month: MonthPath, request: Request,
+                     principal: CurrentPrincipal) -> dict[str, Any]:
     require_role(principal, *READERS)
     require_community(principal, community_id)
     async with views.snapshot(runtime(request).pool) as conn:
@@ -276,8 +280,8 @@ async def month_view(community_id: str, month: str, request: Request, principal:
 
 
 @router.get("/items")
-async def item_list(community_id: str, month: str, request: Request, principal: CurrentPrincipal,
-                    status: str | None = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
+async def item_list(community_id: str, month: MonthQuery, request: Request, principal: CurrentPrincipal,
+                    status: StatusQuery = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
     require_role(principal, *READERS)
     require_community(principal, community_id)
     async with views.snapshot(runtime(request).pool) as conn:
@@ -286,7 +290,7 @@ async def item_list(community_id: str, month: str, request: Request, principal: 
 
 @router.get("/objections")
 async def objection_list(community_id: str, request: Request, principal: CurrentPrincipal,
-                         status: str | None = None) -> dict[str, Any]:
+                         status: StatusQuery = None) -> dict[str, Any]:
     require_role(principal, *READERS)
     require_community(principal, community_id)
     async with views.snapshot(runtime(request).pool) as conn:

@@ -93,7 +93,7 @@ async def handle(conn: asyncpg.Connection, store: EventStore, command: Command, 
     for attempt in range(1, attempts + 1):
         try:
             async with conn.transaction():  # a savepoint: a conflict undoes this attempt only
-                version = await state.lock_free_version(conn, stream)
+                version = await state.stream_version(conn, stream)
                 before = await state.load(conn, community_id, **_scope(command))
                 events = decide(command, before, community_rules)
                 if isinstance(events, Rejected):

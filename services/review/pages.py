@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.review import clock, labels, views
+from services.review.api import MONTH
 from services.review.domain.model import local_date, month_of
 from services.review.settings import review_settings
 from shared.auth import CurrentPrincipal, Role, read_token, require_community, require_role
@@ -41,7 +43,7 @@ async def login(token: str, next: str = "/leading-group") -> RedirectResponse:
 
 @router.get("/leading-group", response_class=HTMLResponse)
 async def leading_group(request: Request, principal: CurrentPrincipal, community_id: str | None = None,
-                        month: str | None = None) -> HTMLResponse:
+                        month: Annotated[str | None, Query(pattern=MONTH)] = None) -> HTMLResponse:
     require_role(principal, Role.secretary, Role.leading_group, Role.supervisor, Role.auditor, Role.county_admin)
     rt: Runtime = request.app.state.runtime
     community_id = community_id or principal.community
@@ -61,7 +63,8 @@ async def leading_group(request: Request, principal: CurrentPrincipal, community
 
 
 @router.get("/notice/{community_id}/{month}", response_class=HTMLResponse)
-async def notice(community_id: str, month: str, request: Request, detail: bool = False) -> HTMLResponse:
+async def notice(community_id: str, month: Annotated[str, PathParam(pattern=MONTH)], request: Request,
+                 detail: bool = False) -> HTMLResponse:
     """公示 is public: no login needed to read it. ``detail=1`` adds every item (for objections)."""
     rt: Runtime = request.app.state.runtime
     tz = rt.settings.timezone

@@ -82,7 +82,7 @@ _LATE = f"""select {_COLS} from review_waiting w join items i using (item_id)
               and coalesce(s.status, 'submitted') = 'submitted'"""
 
 
-async def lock_free_version(conn: asyncpg.Connection, stream_id: str) -> int:
+async def stream_version(conn: asyncpg.Connection, stream_id: str) -> int:
     """The stream's version, read before the snapshot (see the module's note)."""
     return await conn.fetchval(  # type: ignore[no-any-return]
         "select coalesce(max(version), 0) from events where stream_id = $1", stream_id)

@@ -182,3 +182,12 @@ async def test_a_nonsense_page_size_gets_a_reason_not_a_crash(review: ReviewUnde
         for limit in (-1, 0, 10**9):
             r = http.get("/items", params={"community_id": "c-01", "month": MONTH, "limit": limit})
             assert r.status_code == 422 and r.json()["error"] == "invalid_request", r.text
+
+
+async def test_query_parameters_are_validated_like_bodies(review: ReviewUnderTest) -> None:
+    with review.service.client(SECRETARY) as http:
+        for path, params in (("/items", {"community_id": "c-01", "month": "garbage"}),
+                             ("/items", {"community_id": "c-01", "month": MONTH, "status": "maybe"}),
+                             ("/months/c-01/2026-13", {}), ("/certifications/c-01/9999", {})):
+            r = http.get(path, params=params)
+            assert r.status_code == 422 and r.json()["error"] == "invalid_request" and r.json()["reason"], r.text
