@@ -166,6 +166,16 @@ async def test_a_month_from_verification_to_final_with_every_misuse_refused(revi
     back = post(review, ADMIN, "/admin/clock", {"now": None, "reason": "演示结束，恢复时钟"})
     assert back.status_code == 201, back.text
 
+    # an item declarations accepted for October that reaches review only now is carried into November
+    await review.feed.publish([declaration(60, day=dt.date(2026, 10, 20))])
+    with review.service.client(SECRETARY) as http:
+        def carried() -> list[dict[str, Any]]:
+            got = http.get("/items", params={"community_id": "c-01", "month": "2026-11"}).json()["items"]
+            return [i for i in got if i["item_id"] == "c-01-i000060"]
+        wait_until(lambda: bool(carried()), "the late item carried into November")
+        [late] = carried()
+    assert (late["status"], late["carried_from"]) == ("submitted", "2026-10") and "转入 2026-11" in late["note"]
+
 
 async def test_bad_requests_get_a_reason_and_no_event(review: ReviewUnderTest) -> None:
     await refused(review, 422, "invalid_request", SECRETARY, "/certifications",
