@@ -16,6 +16,7 @@ import httpx
 from deploy.local import free_port, settings_env, stop_process, wait_until_ready
 from shared.auth import Principal, Role, issue_token
 from shared.settings import Settings
+from tests.support.settings import as_service
 
 
 @dataclass
@@ -33,7 +34,8 @@ class RunningService:
 @contextlib.contextmanager
 def running_service(name: str, settings: Settings, timeout: float = 60) -> Iterator[RunningService]:
     port = free_port()
-    s = settings.model_copy(update={"service_name": name, "http_port": port})
+    # The service authenticates to Kafka as itself (its ACLs on this namespace are created first), as in `make up`.
+    s = as_service(settings, name).model_copy(update={"service_name": name, "http_port": port})
     # The log goes to a file, not a pipe: a pipe nobody reads fills up (e.g. while Kafka is away) and hangs the service.
     log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=settings_env(s),
