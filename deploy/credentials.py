@@ -126,3 +126,41 @@ def from_env() -> Secrets | None:
     with contextlib.suppress(FileNotFoundError):
         return load(Path(name))
     return None
+
+
+def compose_env(secrets_: Secrets) -> str:
+    """An ``--env-file`` for deploy/compose.yaml with these secrets (plus a Postgres password and a
+    cluster id, drawn fresh)."""
+    import base64
+    import uuid
+
+    lines = [f"KAFKA_{p.upper()}_PASSWORD={v}" for p, v in secrets_.kafka.items()]
+    lines += [f"TOKEN_SECRET={secrets_.token_secret}", f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}",
+              "KAFKA_CLUSTER_ID=" + base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    import sys
+
+    args = sys.argv[1:]
+    if len(args) != 2 or args[0] != "compose-env":
+        print("usage: python -m deploy.credentials compose-env <file>   (an env file for deploy/compose.yaml, "
+              "mode 600, from .stack/secrets.json; kept when it exists)", file=sys.stderr)
+        raise SystemExit(2)
+    target = Path(args[1])
+    if target.exists():
+        print(f"{target} exists: kept")
+        return
+    from deploy.local import REPO_ROOT
+
+    body = compose_env(load_or_create(REPO_ROOT / ".stack" / "secrets.json"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
+    print(f"wrote {target} (mode 600)")
+
+
+if __name__ == "__main__":
+    main()
