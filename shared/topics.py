@@ -136,6 +136,11 @@ class AclBinding:
         return f"User:{self.principal} {self.operation.name} {self.resource.name}:{self.name}{star}"
 
 
+def group_prefix(settings: Settings) -> str:
+    """Every consumer group id of a namespace starts with this: the services' ACLs allow exactly these."""
+    return f"{settings.topic_namespace}."
+
+
 def acl_bindings(settings: Settings, services: tuple[str, ...] = tuple(BY_SERVICE),
                  auditor: str | None = AUDITOR) -> list[AclBinding]:  # fmt: skip
     """Every ACL of the namespace: the service principals (named as the services) and the auditor."""
@@ -152,11 +157,12 @@ def acl_bindings(settings: Settings, services: tuple[str, ...] = tuple(BY_SERVIC
         for t in CONSUMES.get(service, ()):
             topic(service, t, Op.READ, Op.DESCRIBE)
         # Consumer groups: the runner names them "<namespace>.…" (deployment, projection).
-        out.append(AclBinding(service, Resource.GROUP, f"{ns}.", Pattern.PREFIXED, Op.READ))
+        out.append(AclBinding(service, Resource.GROUP, group_prefix(settings), Pattern.PREFIXED, Op.READ))
     if auditor:
         for op in (Op.READ, Op.DESCRIBE, Op.DESCRIBE_CONFIGS):
             out.append(AclBinding(auditor, Resource.TOPIC, f"{ns}.", Pattern.PREFIXED, op))
-        out.append(AclBinding(auditor, Resource.GROUP, f"{ns}.{auditor}", Pattern.PREFIXED, Op.READ))
+        out.append(AclBinding(auditor, Resource.GROUP, f"{group_prefix(settings)}{auditor}", Pattern.PREFIXED,
+                              Op.READ))  # fmt: skip
     return out
 
 
