@@ -50,7 +50,7 @@ class Secrets:
         except KeyError:
             raise SecretsError(f"no Kafka credential for principal {principal!r} in {self.path}") from None
 
-    def kafka_settings(self, principal: str) -> dict[str, str]:
+    def kafka_settings(self, principal: str) -> dict[str, Any]:
         """``Settings`` field values that make a client authenticate as ``principal``."""
         return {
             "kafka_security_protocol": SECURITY_PROTOCOL,
@@ -61,7 +61,7 @@ class Secrets:
 
     def env(self, principal: str, *, token: bool = True) -> dict[str, str]:
         """Environment variables for a process acting as ``principal`` (its credential only)."""
-        env = {k.upper(): v for k, v in self.kafka_settings(principal).items()}
+        env = {k.upper(): str(v) for k, v in self.kafka_settings(principal).items()}
         if token:
             env["TOKEN_SECRET"] = self.token_secret
         return env

@@ -381,7 +381,10 @@ class KafkaServer:
         os.chmod(self.props_file, 0o600)
 
     def _users_digest(self) -> str:
-        users = self.secrets.scram_users if self.secrets else {}
+        """Identifies the credentials the broker itself needs (admin, controller); the other SCRAM users
+        can be added or changed later (``shared.topics.upsert_scram_users``)."""
+        users = ({p: self.secrets.password(p) for p in (credentials.ADMIN, credentials.CONTROLLER)}
+                 if self.secrets else {})  # fmt: skip
         return hashlib.sha256(repr(sorted(users.items())).encode()).hexdigest()
 
     def _java(self, *args: str) -> list[str]:
@@ -401,8 +404,8 @@ class KafkaServer:
             if formatted != self._users_digest():
                 raise RuntimeError(
                     f"the Kafka data in {self.kraft_dir} was formatted with other credentials than "
-                    f"{self.secrets.path if self.secrets else 'none (PLAINTEXT)'}; SCRAM users are created when "
-                    "the storage is formatted: delete the data (`make wipe`) to start over")
+                    f"{self.secrets.path if self.secrets else 'none (PLAINTEXT)'}; the admin's SCRAM user is created "
+                    "when the storage is formatted: delete the data (`make wipe`) to start over")
             return
         id_file = self.data_dir / "cluster.id"
         if not id_file.exists():

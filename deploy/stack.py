@@ -38,6 +38,7 @@ from deploy.local import (
     port_open,
     read_pid,
     replace_database,
+    run_sync,
     tail,
     terminate,
 )
@@ -211,6 +212,13 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
         typer.echo("Kafka: starting (SASL/SCRAM, ACLs)" if not stack.kafka.running else "Kafka: already running")
         ensure_kafka_libs(REPO_ROOT)
         stack.kafka.start()
+        # Principals added since the storage was formatted (SCRAM users live in the metadata log).
+        from shared.settings import Settings
+        from shared.topics import upsert_scram_users
+
+        admin = Settings(kafka_bootstrap_servers=stack.bootstrap, **secrets.kafka_settings(credentials.ADMIN))
+        others = {p: pw for p, pw in secrets.scram_users.items() if p != credentials.ADMIN}
+        run_sync(upsert_scram_users(admin, others, credentials.SCRAM_MECHANISM))
     if _module_exists("shared.topics"):  # topics, and every principal's ACLs, as the super user
         res = subprocess.run([sys.executable, "-m", "shared.topics", "create"], cwd=REPO_ROOT,
                              env=_child_env(**stack.kafka_env(credentials.ADMIN),

@@ -13,6 +13,8 @@ topic of the namespace and writes none; ``admin`` is a super user (creates topic
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from enum import IntEnum
@@ -21,7 +23,16 @@ from typing import Any, TypeAlias
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import CompactArray, CompactString, Int8, Int16, Int32, Schema, TaggedFields
+from aiokafka.protocol.types import (
+    CompactArray,
+    CompactBytes,
+    CompactString,
+    Int8,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
+)
 
 from shared.kafka import client_config
 from shared.settings import Settings, get_settings
@@ -289,6 +300,68 @@ async def create_acls(settings: Settings, bindings: list[AclBinding], wait_s: fl
     finally:
         await admin.close()
     return len(bindings)
+
+
+class AlterUserScramCredentialsResponse_v0(Response):
+    API_KEY = 51
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("results", CompactArray(("user", CompactString("utf-8")), ("error_code", Int16),
+                                 ("error_message", CompactString("utf-8")), ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )  # fmt: skip
+
+
+class AlterUserScramCredentialsRequest_v0(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 51
+    API_VERSION = 0
+    RESPONSE_TYPE = AlterUserScramCredentialsResponse_v0
+    SCHEMA = Schema(
+        ("deletions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("tags", TaggedFields))),
+        ("upsertions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("iterations", Int32),
+                                    ("salt", CompactBytes), ("salted_password", CompactBytes), ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )  # fmt: skip
+
+
+SCRAM_MECHANISMS = {"SCRAM-SHA-256": (1, "sha256"), "SCRAM-SHA-512": (2, "sha512")}
+SCRAM_ITERATIONS = 8192
+
+
+class UpsertScramUsers(Request[AlterUserScramCredentialsRequest_v0]):
+    API_KEY = 51
+
+    def __init__(self, users: dict[str, str], mechanism: str) -> None:
+        self.users = users
+        self.mechanism = mechanism
+
+    def build(self, request_struct_class: type[AlterUserScramCredentialsRequest_v0]
+              ) -> AlterUserScramCredentialsRequest_v0:  # fmt: skip
+        code, digest = SCRAM_MECHANISMS[self.mechanism]
+        upserts: list[tuple[Any, ...]] = []
+        for name, password in sorted(self.users.items()):
+            salt = os.urandom(32)
+            salted = hashlib.pbkdf2_hmac(digest, password.encode(), salt, SCRAM_ITERATIONS)  # RFC 5802 Hi()
+            upserts.append((name, code, SCRAM_ITERATIONS, salt, salted, {}))
+        return request_struct_class([], upserts, {})
+
+
+async def upsert_scram_users(settings: Settings, users: dict[str, str], mechanism: str = "SCRAM-SHA-512") -> None:
+    """Create or update SCRAM users (KRaft keeps them in the metadata log) with the admin credential of
+    ``settings``: principals added after the storage was formatted, or a changed password."""
+    if not users:
+        return
+    admin = AIOKafkaAdminClient(**client_config(settings))
+    await admin.start()
+    try:
+        response: Any = await admin._send_request(UpsertScramUsers(users, mechanism))  # private: no public API
+    finally:
+        await admin.close()
+    for user, code, message, _ in response.results:
+        if code != 0:
+            raise RuntimeError(f"Kafka refused the SCRAM credential of {user}: error {code} {message or ''}".rstrip())
 
 
 def sasl_configured(settings: Settings) -> bool:

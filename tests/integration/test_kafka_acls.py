@@ -15,7 +15,20 @@ from deploy import credentials
 from shared.kafka import client_config, producer_config
 from shared.projection import partitions_of
 from shared.settings import Settings
-from shared.topics import ALL, DEAD_LETTER, DECLARATIONS, REVIEW, acl_bindings, create_acls
+from shared.topics import (
+    ALL,
+    DEAD_LETTER,
+    DECLARATIONS,
+    RANKING,
+    REVIEW,
+    AclBinding,
+    Op,
+    Pattern,
+    Resource,
+    acl_bindings,
+    create_acls,
+    upsert_scram_users,
+)
 from tests.support.settings import as_principal
 
 pytestmark = pytest.mark.integration
@@ -106,3 +119,14 @@ async def test_a_wrong_password_or_no_credential_cannot_connect(acl_settings: Se
             finally:
                 with contextlib.suppress(Exception):
                     await admin.close()
+
+
+async def test_a_principal_added_after_start_authenticates_and_gets_only_its_acls(acl_settings: Settings) -> None:
+    password = "n" * 40
+    await upsert_scram_users(acl_settings, {"newcomer": password})
+    await create_acls(acl_settings, [AclBinding("newcomer", Resource.TOPIC, RANKING.name(acl_settings),
+                                                Pattern.LITERAL, Op.WRITE)])  # fmt: skip
+    newcomer = acl_settings.model_copy(update={"kafka_sasl_username": "newcomer", "kafka_sasl_password": password})
+    await produce(newcomer, RANKING.name(acl_settings))
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(newcomer, REVIEW.name(acl_settings), idempotent=False)
