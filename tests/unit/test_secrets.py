@@ -26,7 +26,8 @@ SASL: dict[str, Any] = {"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl
 
 @pytest.fixture(autouse=True)
 def no_dev_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ALLOW_DEV_SECRETS", raising=False)
+    for name in [k for k in os.environ if k == "ALLOW_DEV_SECRETS" or k.startswith("KAFKA_")]:
+        monkeypatch.delenv(name)  # e.g. the test stack's admin credential
 
 
 def test_given_the_public_token_secret_when_checked_then_refused_with_one_line() -> None:
