@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import projection as projections
 from shared.envelope import encode_body, headers
+from shared.kafka import client_config
 from shared.projection import ProjectionRunner
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER, DECLARATIONS
@@ -46,7 +47,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_with_a_reason(
     async with pool.acquire() as conn:
         await projections.migrate(conn, TickLog())
     topic = DECLARATIONS.name(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**client_config(settings))
     await producer.start()
     try:
         for hs, value in BAD_RECORDS.values():
@@ -70,7 +71,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_with_a_reason(
 
 
 async def dead_letter_reasons(settings: Settings, expect: int) -> list[str]:
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name(settings), bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name(settings), **client_config(settings),
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     reasons: list[str] = []
