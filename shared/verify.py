@@ -200,6 +200,7 @@ def compare(store: list[Link], topic: list[Link], *, legacy_store: dict[str, str
     store_pos_of_id = {s.event_id: s.position for s in store}
     top = max([*store_at, *at, 0])
     last_on_topic = max([*at, 0])
+    last_in_store = max([*store_at, 0])
     prev_store = prev_topic = GENESIS_HASH
     for p in range(1, top + 1):
         s = store_at.get(p)
@@ -219,7 +220,12 @@ def compare(store: list[Link], topic: list[Link], *, legacy_store: dict[str, str
                                            "does not link to the previous record" if t.prev_hash != prev_topic
                                            else "the store holds no such event there")))
         if s is None:
-            if genuine is not None:
+            if genuine is not None and p > last_in_store:
+                problems.append(Problem(p, "inserted", genuine.where, genuine.event_id,
+                                        f"{genuine.label()} is on the topic beyond the store's last event "
+                                        f"{last_in_store}: the store holds no such event there"
+                                        " (forged on the topic, or the store's last events deleted)"))
+            elif genuine is not None:
                 problems.append(Problem(p, "deleted", "store", genuine.event_id,
                                         f"{genuine.label()} is on the topic ({genuine.where}) but not in the store"))
                 prev_store = genuine.hash
