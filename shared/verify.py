@@ -38,30 +38,42 @@ from shared.topics import BY_SERVICE
 # The chained fields, in the order of the recipe (after sequence and prevhash); their header names.
 FIELDS = ("id", "type", "source", "subject", "streamversion", "time", "actor", "correlationid", "causationid",
           "partitionkey")
+_HEADERS = tuple(f"ce_{name}" for name in FIELDS)
+_RECIPE = CHAIN_RECIPE.encode()
 
 
 @dataclass(slots=True)
 class Link:
-    """One chained event as the store or the topic holds it (every field as its header text)."""
+    """One chained event as the store or the topic holds it: every field as its header's bytes."""
 
     position: int
-    prev_hash: str
-    hash: str
-    fields: tuple[str, ...]  # FIELDS, in order
+    seq: bytes  # the position as ce_sequence (20 digits)
+    prev_hash: bytes
+    hash: bytes
+    fields: tuple[bytes, ...]  # FIELDS, in order
     body: bytes
-    where: str  # "store" or "topic partition P offset O"
+    partition: int  # -1: the store
+    offset: int
 
     @property
     def event_id(self) -> str:
-        return self.fields[0]
+        return self.fields[0].decode(errors="replace")
 
-    def recomputed(self) -> str:
-        head = "\n".join((CHAIN_RECIPE, format_sequence(self.position), self.prev_hash, *self.fields,
-                          str(len(self.body))))
-        return hashlib.sha256(head.encode() + b"\n" + self.body).hexdigest()
+    @property
+    def where(self) -> str:
+        return "store" if self.partition < 0 else f"topic partition {self.partition} offset {self.offset}"
+
+    def recomputed(self) -> bytes:
+        head = b"\n".join((_RECIPE, self.seq, self.prev_hash, *self.fields, str(len(self.body)).encode()))
+        return hashlib.sha256(head + b"\n" + self.body).hexdigest().encode()
+
+    def same_as(self, other: Link) -> bool:
+        return (self.hash == other.hash and self.prev_hash == other.prev_hash and self.fields == other.fields
+                and self.body == other.body and self.position == other.position)
 
     def label(self) -> str:
-        return f"event {self.fields[0]} ({self.fields[1]}, stream {self.fields[3]} v{self.fields[4]})"
+        f = [x.decode(errors="replace") for x in self.fields]
+        return f"event {f[0]} ({f[1]}, stream {f[3]} v{f[4]})"
 
 
 @dataclass(slots=True)
@@ -98,7 +110,8 @@ def store_link(row: asyncpg.Record) -> Link:
     fields = (str(row["event_id"]), row["type"], row["source"], row["stream_id"], str(row["version"]),
               format_time(row["recorded_at"]), row["actor"], str(row["correlation_id"]),
               "" if row["causation_id"] is None else str(row["causation_id"]), row["key"])
-    return Link(row["log_position"], row["prev_hash"], row["hash"], fields, bytes(row["body"]), "store")
+    return Link(row["log_position"], format_sequence(row["log_position"]).encode(), row["prev_hash"].encode(),
+                row["hash"].encode(), tuple(f.encode() for f in fields), bytes(row["body"]), -1, 0)
 
 
 async def read_store(conn: asyncpg.Connection, topic: str) -> tuple[list[Link], dict[str, str]]:
@@ -113,17 +126,15 @@ async def read_store(conn: asyncpg.Connection, topic: str) -> tuple[list[Link], 
     return [store_link(r) for r in rows], {str(r["event_id"]): r["hash"] for r in legacy}
 
 
-def topic_link(headers: Iterable[tuple[str, bytes]], value: bytes | None, where: str) -> Link | str:
-    """A chained record as a Link; else the text of its ``ce_id`` (or "") for the legacy check."""
-    h = {k: v for k, v in headers}
+def topic_link(headers: Iterable[tuple[str, bytes]], value: bytes | None, partition: int, offset: int) -> Link | None:
+    """A chained record (a 20-digit ``ce_sequence`` and a ``ce_hash``) as a Link, else None."""
+    h = dict(headers)
     seq = h.get("ce_sequence")
-    if seq is None or "ce_hash" not in h:
-        return h.get("ce_id", b"").decode(errors="replace")
-    try:
-        fields = tuple(h.get(f"ce_{name}", b"").decode() for name in FIELDS)
-        return Link(int(seq), h.get("ce_prevhash", b"").decode(), h["ce_hash"].decode(), fields, value or b"", where)
-    except (UnicodeDecodeError, ValueError):
-        return h.get("ce_id", b"").decode(errors="replace")
+    digest = h.get("ce_hash")
+    if seq is None or digest is None or len(seq) != 20 or not seq.isdigit():
+        return None
+    return Link(int(seq), seq, h.get("ce_prevhash", b""), digest, tuple(h.get(k, b"") for k in _HEADERS),
+                value or b"", partition, offset)
 
 
 async def read_topic(settings: Settings, topic: str) -> tuple[list[Link], list[tuple[str, str, str]], int]:
@@ -150,22 +161,19 @@ async def read_topic(settings: Settings, topic: str) -> tuple[list[Link], list[t
                     if r.offset >= ends[tp]:
                         break
                     count += 1
-                    where = f"topic partition {tp.partition} offset {r.offset}"
-                    link = topic_link(r.headers, r.value, where)
-                    if isinstance(link, Link):
+                    link = topic_link(r.headers, r.value, tp.partition, r.offset)
+                    if link is not None:
                         links.append(link)
                     else:
                         h = dict(r.headers)
-                        unchained.append((link, h.get("ce_hash", b"").decode(errors="replace"), where))
+                        unchained.append((h.get("ce_id", b"").decode(errors="replace"),
+                                          h.get("ce_hash", b"").decode(errors="replace"),
+                                          f"topic partition {tp.partition} offset {r.offset}"))
                 if records and records[-1].offset >= ends[tp] - 1:
                     todo.discard(tp)
         return links, unchained, count
     finally:
         await consumer.stop()
-
-
-def _partition_of(where: str) -> str:
-    return where.rsplit(" offset ", 1)[0]
 
 
 def compare(store: list[Link], topic: list[Link], *, legacy_store: dict[str, str] | None = None,
@@ -182,12 +190,12 @@ def compare(store: list[Link], topic: list[Link], *, legacy_store: dict[str, str
                                     "a record without a chain position that matches no legacy event in the store"))
 
     # Topic: positions rise within each partition; at each position keep the record that links on.
-    last_in_partition: dict[str, int] = {}
+    last_in_partition: dict[int, int] = {}
     at: dict[int, list[Link]] = {}
     for link in topic:  # in partition-offset order as read
-        part = _partition_of(link.where)
+        part = link.partition
         if link.position <= last_in_partition.get(part, 0):
-            same = [x for x in at.get(link.position, []) if x.hash == link.hash and x.event_id == link.event_id]
+            same = [x for x in at.get(link.position, []) if x.same_as(link)]
             if same:  # sent again after a relay crash: the same record, a later offset
                 report.repeats += 1
                 continue
@@ -196,20 +204,20 @@ def compare(store: list[Link], topic: list[Link], *, legacy_store: dict[str, str
         last_in_partition[part] = max(link.position, last_in_partition.get(part, 0))
         at.setdefault(link.position, []).append(link)
     store_at = {s.position: s for s in store}
-    topic_pos_of_id = {x.event_id: p for p, xs in at.items() for x in xs}
-    store_pos_of_id = {s.event_id: s.position for s in store}
+    topic_pos_of_id = {x.fields[0]: p for p, xs in at.items() for x in xs}
+    store_pos_of_id = {s.fields[0]: s.position for s in store}
     top = max([*store_at, *at, 0])
     last_on_topic = max([*at, 0])
     last_in_store = max([*store_at, 0])
-    prev_store = prev_topic = GENESIS_HASH
+    prev_store = prev_topic = GENESIS_HASH.encode()
     for p in range(1, top + 1):
         s = store_at.get(p)
         genuine = None
         for t in at.get(p, []):
             sound = t.recomputed() == t.hash and t.prev_hash == prev_topic
-            if sound and genuine is None and (s is None or s.event_id == t.event_id or s.hash == t.hash):
+            if sound and genuine is None and (s is None or s.fields[0] == t.fields[0] or s.hash == t.hash):
                 genuine = t
-            elif t.event_id in store_pos_of_id and store_pos_of_id[t.event_id] == p:
+            elif store_pos_of_id.get(t.fields[0]) == p:
                 problems.append(Problem(p, "altered", t.where, t.event_id,
                                         f"{t.label()} on the topic differs from the store"
                                         + ("" if s is None else f" ({_diff(s, t)})")))
@@ -233,12 +241,14 @@ def compare(store: list[Link], topic: list[Link], *, legacy_store: dict[str, str
                 problems.append(Problem(p, "deleted", "store and topic", "", f"no event at position {p} anywhere"))
             prev_topic = genuine.hash if genuine is not None else prev_topic
             continue
-        if s.recomputed() != s.hash or s.prev_hash != prev_store:
-            elsewhere = topic_pos_of_id.get(s.event_id)
+        if genuine is not None and s.prev_hash == prev_store and s.same_as(genuine):
+            pass  # the topic's record, recomputed above, is this row byte for byte
+        elif s.recomputed() != s.hash or s.prev_hash != prev_store:
+            elsewhere = topic_pos_of_id.get(s.fields[0])
             if elsewhere is not None and elsewhere != p:
                 problems.append(Problem(p, "reordered", "store", s.event_id,
                                         f"{s.label()} is at position {p} in the store but {elsewhere} on the topic"))
-            elif genuine is not None and genuine.event_id == s.event_id:
+            elif genuine is not None and genuine.fields[0] == s.fields[0]:
                 problems.append(Problem(p, "altered", "store", s.event_id, f"{s.label()}: {_diff(genuine, s)}"))
             elif s.recomputed() != s.hash:
                 problems.append(Problem(p, "altered", "store", s.event_id, f"{s.label()}: its hash does not recompute"))
@@ -265,7 +275,8 @@ def _diff(expected: Link, got: Link) -> str:
         names.append("body")
     if not names:
         return "hash differs"
-    shown = [f"{n}: {a!r} → {b!r}" for n, a, b in zip(FIELDS, expected.fields, got.fields, strict=True) if a != b]
+    shown = [f"{n}: {a.decode(errors='replace')!r} → {b.decode(errors='replace')!r}"
+             for n, a, b in zip(FIELDS, expected.fields, got.fields, strict=True) if a != b]
     return f"{', '.join(names)} changed" + (f" ({'; '.join(shown)})" if shown else "") + \
         f" [{expected.where} → {got.where}]"
 
