@@ -68,7 +68,7 @@ def format_time(time: dt.datetime) -> str:
     """The one text form of ``time`` on the wire and in the chain: UTC, 6 decimals, ``Z``."""
     if time.tzinfo is None:
         raise ValueError("event time has no time zone")
-    return time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return time.astimezone(dt.UTC).isoformat(timespec="microseconds")[:-6] + "Z"  # [:-6]: "+00:00"
 
 
 def format_sequence(position: int) -> str:

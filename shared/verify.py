@@ -30,7 +30,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.envelope import CHAIN_RECIPE, GENESIS_HASH, format_sequence, format_time
+from shared.envelope import CHAIN_RECIPE, GENESIS_HASH, format_sequence
 from shared.kafka import consumer_config
 from shared.settings import Settings, get_settings
 from shared.topics import BY_SERVICE
@@ -107,20 +107,22 @@ class Report:
 
 
 def store_link(row: asyncpg.Record) -> Link:
-    fields = (str(row["event_id"]), row["type"], row["source"], row["stream_id"], str(row["version"]),
-              format_time(row["recorded_at"]), row["actor"], str(row["correlation_id"]),
-              "" if row["causation_id"] is None else str(row["causation_id"]), row["key"])
+    """A store row as a Link (the SQL below already renders each field as its header's text)."""
     return Link(row["log_position"], format_sequence(row["log_position"]).encode(), row["prev_hash"].encode(),
-                row["hash"].encode(), tuple(f.encode() for f in fields), bytes(row["body"]), -1, 0)
+                row["hash"].encode(), tuple(row[i].encode() for i in range(4, 14)), bytes(row["body"]), -1, 0)
+
+
+_STORE_ROWS = """
+select log_position, prev_hash, hash, body, event_id::text, type, source, stream_id, version::text,
+       to_char(recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), actor, correlation_id::text,
+       coalesce(causation_id::text, ''), key
+from events where topic = $1 and log_position is not null order by log_position"""
 
 
 async def read_store(conn: asyncpg.Connection, topic: str) -> tuple[list[Link], dict[str, str]]:
     """Chained rows in chain order, and the legacy rows' hashes by event id."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        rows = await conn.fetch(
-            """select log_position, prev_hash, hash, event_id, type, source, stream_id, version, recorded_at,
-                      actor, correlation_id, causation_id, key, body
-               from events where topic = $1 and log_position is not null order by log_position""", topic)
+        rows = await conn.fetch(_STORE_ROWS, topic)
         legacy = await conn.fetch("select event_id, hash from events where topic = $1 and log_position is null",
                                   topic)
     return [store_link(r) for r in rows], {str(r["event_id"]): r["hash"] for r in legacy}
