@@ -5,6 +5,8 @@ Prints:
   projection replay rate ÷ raw aiokafka consumer rate (same topic), for a replay in one process
   and one shared out over --workers processes; baseline and replays interleave over --rounds
   rounds and their medians are compared
+  the verifier's rate (python -m shared.verify): every event read back from Kafka, its chain link
+  recomputed and compared with the store
 Usage: .venv/bin/python bench/spine.py [--events 200000]
 """
 
@@ -32,7 +34,7 @@ from deploy.testing import throwaway_stack
 from services.declarations.ledger import LedgerProjection
 from shared import projection as projections
 from shared import store
-from shared.envelope import GENESIS_HASH, chain_hash, encode_body, headers, source_for
+from shared.envelope import GENESIS_HASH, encode_body, headers, link_hash, source_for
 from shared.events import load_catalogue
 from shared.events.declarations import DeclarationSubmitted
 from shared.kafka import consumer_config, producer_config
@@ -40,13 +42,16 @@ from shared.projection import partitions_of
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.topics import ALL, DECLARATIONS, Topic, create_topics
+from shared.verify import verify
 
 RAW = Topic("bench-raw", "subject id", "raw aiokafka baseline")
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
 
 
-def make_rows(n: int, topic: str) -> list[tuple[Any, ...]]:
+def make_rows(n: int, topic: str, source: str) -> list[tuple[Any, ...]]:
+    """Rows as EventStore.append writes them: one chain over the log, positions 1..n."""
     rows: list[tuple[Any, ...]] = []
+    prev = GENESIS_HASH
     for i in range(n):
         subject = f"p-{i % 5000:05d}"
         ev = DeclarationSubmitted(
@@ -57,23 +62,26 @@ def make_rows(n: int, topic: str) -> list[tuple[Any, ...]]:
         )
         body = encode_body(ev)
         stream = f"declaration-item-{i:07d}"
-        digest = chain_hash(GENESIS_HASH, ev.type_name(), stream, 1, body)
-        rows.append((uuid.uuid4(), stream, 1, ev.type_name(), topic, subject, body,
-                     T0 + dt.timedelta(milliseconds=i), subject, uuid.uuid4(), None, GENESIS_HASH, digest))
+        event_id, correlation, time_ = uuid.uuid4(), uuid.uuid4(), T0 + dt.timedelta(milliseconds=i)
+        digest = link_hash(position=i + 1, prev_hash=prev, event_id=event_id, type_name=ev.type_name(), source=source,
+                           subject=stream, version=1, time=time_, actor=subject, correlation_id=correlation,
+                           causation_id=None, key=subject, body=body)
+        rows.append((event_id, stream, 1, ev.type_name(), topic, subject, body, time_, subject, correlation, None,
+                     prev, digest, source, i + 1))
+        prev = digest
     return rows
 
 
 async def raw_produce(settings: Settings, rows: list[tuple[Any, ...]], topic: str) -> float:
     producer = AIOKafkaProducer(**producer_config(settings))
     await producer.start()
-    source = source_for("declarations")
     try:
         began = time.perf_counter()
         futures = []
         for r in rows:
-            hs = headers(event_id=r[0], source=source, type_name=r[3], stream_id=r[1], version=r[2],
+            hs = headers(event_id=r[0], source=r[13], type_name=r[3], stream_id=r[1], version=r[2],
                          time=r[7], actor=r[8], correlation_id=r[9], causation_id=None,
-                         prev_hash=r[11], digest=r[12])
+                         prev_hash=r[11], digest=r[12], position=r[14], key=r[5])
             futures.append(await producer.send(topic, value=r[6], key=str(r[5]).encode(), headers=hs))
         await asyncio.gather(*futures)
         return time.perf_counter() - began
@@ -99,7 +107,7 @@ async def raw_consume(settings: Settings, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: int) -> None:
+async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: int, skip_replay: bool) -> None:
     load_catalogue()
     ns = f"bench{uuid.uuid4().hex[:6]}"
     db_dsn = create_database(dsn, ns)
@@ -112,23 +120,36 @@ async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: i
         await store.migrate(conn)
         await projections.migrate(conn, LedgerProjection())
     print(f"preparing {n:,} DeclarationSubmitted events …", flush=True)
-    rows = make_rows(n, topic)
+    rows = make_rows(n, topic, source_for("declarations", settings))
     async with pool.acquire() as conn:
         await conn.copy_records_to_table(
             "events", records=rows,
             columns=["event_id", "stream_id", "version", "type", "topic", "key", "body", "recorded_at", "actor",
-                     "correlation_id", "causation_id", "prev_hash", "hash"])
+                     "correlation_id", "causation_id", "prev_hash", "hash", "source", "log_position"])
 
     raw_s = await raw_produce(settings, rows, RAW.name(settings))
     print(f"raw aiokafka producer : {n / raw_s:>10,.0f} records/s ({raw_s:.2f} s)", flush=True)
 
-    relay = Relay(pool, settings, source_for("declarations"))
+    relay = Relay(pool, settings, source_for("declarations", settings))
     began = time.perf_counter()
     async with pool.acquire() as conn, pool.acquire() as marker:
         await relay.drain(conn, marker)
     await relay.close()
     relay_s = time.perf_counter() - began
     print(f"relay (store → Kafka) : {n / relay_s:>10,.0f} events/s  ({relay_s:.2f} s)", flush=True)
+    print(f"relay ÷ raw producer  = {raw_s / relay_s:.2f}   (aim ≥ 0.5)", flush=True)
+
+    began = time.perf_counter()
+    report = await verify(settings, topic)
+    verify_s = time.perf_counter() - began
+    if not report.ok or report.topic_records != n:
+        raise SystemExit(f"verifier: {report.problems[:3]} ({report.topic_records} records)")
+    print(f"verifier (shared.verify): {n / verify_s:>10,.0f} events/s over {n:,} events "
+          f"({verify_s:.2f} s: store read, Kafka read {report.topic_seconds:.2f} s incl. recompute + compare)",
+          flush=True)
+    if skip_replay:
+        await pool.close()
+        return
 
     # The consumer side is short and CPU-bound, so a busy neighbour on a shared machine moves it:
     # interleave baseline and replays over several rounds and compare medians.
@@ -162,10 +183,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes for the parallel replay (default: one per core)")
     parser.add_argument("--rounds", type=int, default=3, help="consumer-side rounds (medians are compared)")
+    parser.add_argument("--log-only", action="store_true", help="relay and verifier only, no projection replay")
     args = parser.parse_args()
     with throwaway_stack("points-bench-") as handle:
         # On uvloop, as the services run (uvicorn with uvloop): baseline and replays share this loop.
-        uvloop.run(run(args.events, handle.bootstrap, handle.dsn, args.workers, args.rounds))
+        uvloop.run(run(args.events, handle.bootstrap, handle.dsn, args.workers, args.rounds, args.log_only))
 
 
 if __name__ == "__main__":

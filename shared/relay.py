@@ -1,9 +1,12 @@
 """The outbox relay: publishes the service's unpublished events to Kafka, in position order.
 
-Rows are selected by ``published_at is null`` (not by a position cursor: a transaction that
-commits late can make a lower position visible after a higher one). One relay per database
-holds an advisory lock. A crash between send and mark republishes a batch; consumers dedup by
-event id. While the broker is down the relay backs off and retries the same rows, in order.
+Positions follow commit order (appends are serialised per database until commit, see
+``shared.store``), so a row that becomes visible never has a lower position than one already
+seen: paging by position skips nothing, and a stream's versions reach the topic in order, each
+log in its chain order. Rows are still marked ``published_at`` (readiness and restarts read it).
+One relay per database holds an advisory lock. A crash between send and mark republishes a
+batch; consumers dedup by event id (the verifier reports such a repeat as a duplicate, not a
+break). While the broker is down the relay backs off and retries the same rows, in order.
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ log = get_logger("relay")
 RELAY_LOCK = 7_420_001
 
 FETCH = """select position, event_id, stream_id, version, type, topic, key, body, recorded_at, actor,
-                  correlation_id, causation_id, prev_hash, hash
+                  correlation_id, causation_id, prev_hash, hash, source, log_position
            from events where published_at is null and position > $2 order by position limit $1"""
 
 
 def record_headers(row: asyncpg.Record, source: str) -> list[tuple[str, bytes]]:
+    """The row's CloudEvents headers. A legacy row (before the log chain: no stored source, no
+    chain position) goes out with the relay's source, no ``sequence`` and its per-stream hashes."""
     return headers(
-        event_id=row["event_id"], source=source, type_name=row["type"], stream_id=row["stream_id"],
-        version=row["version"], time=row["recorded_at"], actor=row["actor"],
+        event_id=row["event_id"], source=row["source"] or source, type_name=row["type"],
+        stream_id=row["stream_id"], version=row["version"], time=row["recorded_at"], actor=row["actor"],
         correlation_id=row["correlation_id"], causation_id=row["causation_id"],
-        prev_hash=row["prev_hash"], digest=row["hash"],
+        prev_hash=row["prev_hash"], digest=row["hash"], position=row["log_position"], key=row["key"],
     )
 
 
@@ -111,10 +116,6 @@ class Relay:
                 marking = asyncio.create_task(self.mark(marker, rows))
                 total += len(rows)
                 rows = following
-                if not rows:  # a transaction that committed late may have left a lower position behind
-                    await marking
-                    marking = None
-                    rows = await self.fetch(conn)
         finally:
             if marking is not None:
                 await marking
@@ -169,7 +170,7 @@ async def main(service: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await Relay(pool, settings, source=source_for(service)).run(stop)
+        await Relay(pool, settings, source=source_for(service, settings)).run(stop)
     finally:
         await pool.close()
 

@@ -1,7 +1,14 @@
 """The event catalogue: every event of every service, grouped by owning service.
 
-An event type on the wire is ``points.<service>.<Name>.v<version>``. Old versions are upcast on
-read (never rewritten): register a function that turns the body of version N into version N+1.
+An event type on the wire is a reverse-DNS name with its version,
+``cn.gov.hezhang.points.<service>.<Name>.v<version>`` (CloudEvents ``type``). Records written
+before that name was adopted say ``points.<service>.<Name>.v<version>``: both parse to the same
+class. Old versions are upcast on read (never rewritten): register a function that turns the
+body of version N into version N+1.
+
+Each type's body has a JSON Schema generated from its pydantic model, published at
+``schema_uri(type)`` (the record's ``dataschema``); ``python -m shared.events schemas DIR``
+writes them out as ``DIR/<type>.json`` for that web root.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-TYPE_PREFIX = "points"
+TYPE_PREFIX = "cn.gov.hezhang.points"
+LEGACY_PREFIX = "points"  # type names written before the reverse-DNS names: read, never rewritten
+SCHEMA_BASE = "https://points.hezhang.gov.cn/schemas/"  # where ``python -m shared.events schemas`` output is served
 
 
 class Event(BaseModel):
@@ -55,12 +64,19 @@ def upcaster(
     return register
 
 
+_PREFIX_PARTS = tuple(TYPE_PREFIX.split("."))
+
+
 @lru_cache(maxsize=1024)
 def parse_type(type_name: str) -> tuple[str, str, int]:
-    parts = type_name.split(".")
-    if len(parts) != 4 or parts[0] != TYPE_PREFIX or not parts[3].startswith("v") or not parts[3][1:].isdigit():
+    """(service, event name, version) of a current or legacy type name."""
+    parts = tuple(type_name.split("."))
+    if parts[:-3] not in (_PREFIX_PARTS, (LEGACY_PREFIX,)) or len(parts) < 4:
         raise UnknownEventType(f"malformed event type {type_name!r}")
-    return parts[1], parts[2], int(parts[3][1:])
+    service, name, version = parts[-3:]
+    if not version.startswith("v") or not version[1:].isdigit():
+        raise UnknownEventType(f"malformed event type {type_name!r}")
+    return service, name, int(version[1:])
 
 
 def event_class(type_name: str) -> type[Event]:
@@ -73,10 +89,9 @@ def event_class(type_name: str) -> type[Event]:
 
 @lru_cache(maxsize=1024)
 def current_class(type_name: str) -> type[Event] | None:
-    """The event class when the type names its current version (no upcasting needed), else None."""
-    _, _, version = parse_type(type_name)
+    """The event class when the type is its current name (no upcasting needed), else None."""
     cls = event_class(type_name)
-    return cls if version == cls.VERSION else None
+    return cls if type_name == cls.type_name() else None
 
 
 def upcast(type_name: str, body: dict[str, Any]) -> tuple[type[Event], dict[str, Any]]:
@@ -97,3 +112,20 @@ def upcast(type_name: str, body: dict[str, Any]) -> tuple[type[Event], dict[str,
 def load_catalogue() -> None:
     """Import every service's events so the catalogue is complete."""
     from shared.events import declarations, exchange, ranking, review  # noqa: F401
+
+
+def schema_uri(type_name: str) -> str:
+    """The stable URI of the JSON Schema of a type's body (CloudEvents ``dataschema``)."""
+    return f"{SCHEMA_BASE}{type_name}.json"
+
+
+def json_schema(cls: type[Event]) -> dict[str, Any]:
+    """JSON Schema (2020-12) of an event's body, as the pydantic model validates it."""
+    schema = cls.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_uri(cls.type_name()),
+            **schema}
+
+
+def catalogue() -> list[type[Event]]:
+    """Every registered event class, in a stable order."""
+    return [cls for _, cls in sorted(_by_name.items())]
