@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from deploy.local import settings_env
 from shared import store as event_store
 from shared.envelope import Envelope, encode_body, headers, link_hash, source_for
+from shared.kafka import client_config
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import EventStore, Recorded
@@ -108,7 +109,7 @@ async def test_a_forged_record_on_the_topic_is_named(pool: asyncpg.Pool, setting
     fields = dict(position=13, prev_hash=head.hash, event_id=forged, type_name=Ticked.type_name(),
                   source=head.source, subject="tick-0", version=5, time=T0, actor="recorder-1",
                   correlation_id=forged, causation_id=None, key="tick-0", body=body)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**client_config(settings))
     await producer.start()
     try:
         await producer.send_and_wait(DECLARATIONS.name(settings), value=body, key=b"tick-0", headers=headers(

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared import store as event_store
 from shared.envelope import GENESIS_HASH, chain_hash, decode, legacy_source, source_for
+from shared.kafka import client_config
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import EventStore, Recorded
@@ -56,7 +57,7 @@ async def given_an_old_log(pool: asyncpg.Pool, settings: Settings) -> list[tuple
     await pool.copy_records_to_table("events", records=rows, columns=[
         "event_id", "stream_id", "version", "type", "topic", "key", "body", "recorded_at", "actor",
         "correlation_id", "causation_id", "prev_hash", "hash"])
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**client_config(settings))
     await producer.start()
     try:
         for r in rows[:2]:  # the old relay's headers: ce_sequence was the stream version
