@@ -18,6 +18,7 @@ from asyncpg.pgproto.pgproto import UUID as FastUUID  # a uuid.UUID subclass par
 from pydantic import ValidationError
 
 from shared.events import Event, UnknownEventType, current_class, upcast
+from shared.settings import Settings
 
 SPECVERSION = "1.0"
 GENESIS_HASH = "0" * 64
@@ -57,8 +58,8 @@ def chain_hash(prev_hash: str, type_name: str, stream_id: str, version: int, bod
     return h.hexdigest()
 
 
-def source_for(service: str) -> str:
-    """CloudEvents ``source`` of a service: event ids are unique per source."""
+def source_for(service: str, settings: Settings | None = None) -> str:
+    """CloudEvents ``source`` of a service: event ids are unique per source (``settings``: see issue 9)."""
     return f"/hezhang/{service}"
 
 
