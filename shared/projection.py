@@ -297,6 +297,7 @@ class ProjectionRunner:
         self.fetched = 0  # records handed to the runner by the consumer
         self.discarded = 0  # of those, below the partition's stored offset (already applied): never applied
         self.retried = 0  # transactions rolled back by a transient error and run again
+        self.batch_records = 5000  # at most per transaction (a replay takes more)
         self.ready = asyncio.Event()
         self.positions: dict[TopicPartition, int] = {}  # partitions seeked to their stored offset, next offset
         self.generation = 0
@@ -539,7 +540,7 @@ class ProjectionRunner:
             while not stop.is_set():
                 if self._failure is not None:
                     raise self._failure
-                batch = self.admit(await fetch_batch(consumer))
+                batch = self.admit(await fetch_batch(consumer, max_records=self.batch_records))
                 try:
                     if batch:
                         await self.process_pipelined(batch)
@@ -594,7 +595,8 @@ class ProjectionRunner:
             remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
             while True:
                 while remaining:
-                    batch = self.admit(await fetch_batch(consumer, *remaining, wait_ms=500, max_records=20_000))
+                    batch = self.admit(await fetch_batch(consumer, *remaining, wait_ms=500,
+                                                          max_records=20_000 if fresh else self.batch_records))
                     todo = _until(batch, end, until, remaining)
                     try:
                         if todo:
