@@ -82,7 +82,7 @@ LOCK_CLASS = 7421
 DEDUP_WINDOW = 20_000  # offsets per partition: a relay re-sends within a few batches (relay_batch_size 2000)
 RETRIES = 8
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
-TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014", "0A000")
+TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -42,8 +42,8 @@ def scratch_name(projection: Projection, suffix: str = "") -> str:
     return f"{PREFIX}{projection.name}{suffix}"
 
 
-def refuse_live(schema: str, projection: Projection, live: str | None = None) -> None:
-    if schema == live or not _NAME.fullmatch(schema):
+def refuse_live(schema: str | None, projection: Projection, live: str | None = None) -> None:
+    if schema == live or not _NAME.fullmatch(schema or ""):
         raise LiveTablesRefused(
             f"refusing to replay {projection.name} into schema {schema!r}: "
             + ("it holds the live read model" if schema == live else f"a scratch schema is named {PREFIX}…")
