@@ -526,7 +526,11 @@ class ProjectionRunner:
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 consumer.pause(*assigned)  # before the first await: nothing handed out from a wrong offset
-                await runner.seek_to_stored(consumer, assigned)
+                try:
+                    await runner.seek_to_stored(consumer, assigned)
+                except Exception as exc:  # stay paused; the run loop raises it and the runner restarts
+                    runner._failure = exc
+                    return
                 consumer.resume(*assigned)
                 runner.ready.set()
 
