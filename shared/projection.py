@@ -66,8 +66,8 @@ create table if not exists projection_dedup (
     event_offset bigint not null,
     source       text not null,
     event_id     uuid not null,
-    primary key (projection, topic, partition, event_offset),
-    unique (projection, source, event_id)
+    constraint projection_dedup_pkey primary key (projection, topic, partition, event_offset),
+    constraint projection_dedup_event unique (projection, source, event_id)
 );
 -- bumped by every swap: a runner seeing another generation seeks again to the stored offsets
 create table if not exists projection_live (
@@ -77,9 +77,12 @@ create table if not exists projection_live (
 drop table if exists projection_seen;  -- the unbounded dedup store it replaces
 """
 
+# A replay fills projection_dedup without them and builds them once at the end (far cheaper).
+DEDUP_CONSTRAINTS = ("projection_dedup_pkey primary key (projection, topic, partition, event_offset)",
+                     "projection_dedup_event unique (projection, source, event_id)")
 # pg_advisory_xact_lock(LOCK_CLASS, hashtext(projection)): shared by every runner commit, exclusive by a swap
 LOCK_CLASS = 7421
-DEDUP_WINDOW = 20_000  # offsets per partition: a relay re-sends within a few batches (relay_batch_size 2000)
+DEDUP_WINDOW = 10_000  # offsets per partition: a relay re-sends within a batch or two (relay_batch_size 2000)
 RETRIES = 8
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
@@ -244,18 +247,23 @@ def _record_time(record: ConsumerRecord[Any, Any]) -> dt.datetime | None:
     return None
 
 
+Good = list[tuple[ConsumerRecord[Any, Any], Envelope]]
+
+
 class RecentIds:
     """The dedup store of a replay, in memory: the ids of the last ``window`` offsets of each
-    partition (the same window ``projection_dedup`` keeps live), written out when the replay ends."""
+    partition. Those within ``window`` of a partition's end offset are also written to
+    ``projection_dedup`` with their batch (the store a swap hands to the live runner)."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, end: dict[TopicPartition, int]) -> None:
         self.window = window
+        self.keep_from = {(tp.topic, tp.partition): offset - window for tp, offset in end.items()}
         self.ids: set[tuple[str, int]] = set()
-        self.by_partition: dict[tuple[str, int], collections.deque[tuple[int, str, Any]]] = {}
+        self.by_partition: dict[tuple[str, int], collections.deque[tuple[int, str, int]]] = {}
 
-    def fresh(self, good: list[tuple[ConsumerRecord[Any, Any], Envelope]],
-              offsets: dict[TopicPartition, int]) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
-        out, ids = [], self.ids
+    def fresh(self, good: Good, offsets: dict[TopicPartition, int]) -> tuple[Good, Good]:
+        """The records to apply, and those of them to write to ``projection_dedup``."""
+        out, kept, ids = [], [], self.ids
         for record, env in good:
             key = (env.source, env.id.int)  # .int: UUID.__hash__ is a Python-level call
             if key in ids:
@@ -265,19 +273,17 @@ class RecentIds:
             queue = self.by_partition.get(tp)
             if queue is None:
                 queue = self.by_partition[tp] = collections.deque()
-            queue.append((record.offset, env.source, env.id))
+            queue.append((record.offset, env.source, key[1]))
             out.append((record, env))
+            if record.offset >= self.keep_from.get(tp, 0):
+                kept.append((record, env))
         for tp, next_offset in offsets.items():
             queue = self.by_partition.get((tp.topic, tp.partition))
             floor = next_offset - self.window
             while queue and queue[0][0] < floor:
                 _, source, event_id = queue.popleft()
-                ids.discard((source, event_id.int))
-        return out
-
-    def rows(self, projection: str) -> list[tuple[str, str, int, int, str, Any]]:
-        return [(projection, topic, partition, offset, source, event_id)
-                for (topic, partition), queue in self.by_partition.items() for offset, source, event_id in queue]
+                ids.discard((source, event_id))
+        return out, kept
 
 
 class ProjectionRunner:
@@ -394,7 +400,8 @@ class ProjectionRunner:
             log.warning("projection.dead_letter", projection=self.projection.name, topic=record.topic,
                         partition=record.partition, offset=record.offset, reason=reason)
 
-    async def _commit_once(self, prepared: Prepared, dead_letter: bool, in_memory: list[tuple[Any, Envelope]] | None
+    async def _commit_once(self, prepared: Prepared, dead_letter: bool,
+                           in_memory: tuple[list[tuple[Any, Envelope]], list[tuple[Any, Envelope]]] | None
                            ) -> tuple[int, list[tuple[Any, str]]]:
         good, dead, offsets = prepared
         async with self.pool.acquire() as conn, conn.transaction():
@@ -402,10 +409,12 @@ class ProjectionRunner:
             # transactions in a database crash only means consuming them again.
             if in_memory is not None:
                 await conn.execute("set local synchronous_commit = off")
-                fresh = in_memory
+                fresh, kept = in_memory
+                if kept:
+                    await self._remember(conn, kept, conflicts=False)
             else:
                 good, dead = await self._live_checks(conn, good, dead, offsets)
-                fresh = await self._unseen(conn, good)
+                fresh = await self._remember(conn, good, conflicts=True)
             dead = list(dead)
             if fresh:
                 try:
@@ -474,17 +483,20 @@ class ProjectionRunner:
         self.discarded += len(good) + len(dead) - len(kept_good) - len(kept_dead)
         return kept_good, kept_dead
 
-    async def _unseen(self, conn: asyncpg.Connection, good: list[tuple[ConsumerRecord[Any, Any], Envelope]]
-                      ) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
+    async def _remember(self, conn: asyncpg.Connection, good: list[tuple[ConsumerRecord[Any, Any], Envelope]], *,
+                        conflicts: bool) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
+        """Write the ids to ``projection_dedup``; with ``conflicts``, return only those not there yet."""
         if not good:
             return []
-        new = await conn.fetch(
-            """insert into projection_dedup (projection, topic, partition, event_offset, source, event_id)
-               select $1, t, p, o, s, e from unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::uuid[])
-               as u(t, p, o, s, e) on conflict do nothing returning topic, partition, event_offset""",
-            self.projection.name, [r.topic for r, _ in good], [r.partition for r, _ in good],
-            [r.offset for r, _ in good], [env.source for _, env in good], [env.id for _, env in good],
-        )
+        columns = (self.projection.name, [r.topic for r, _ in good], [r.partition for r, _ in good],
+                   [r.offset for r, _ in good], [env.source for _, env in good], [env.id for _, env in good])
+        sql = """insert into projection_dedup (projection, topic, partition, event_offset, source, event_id)
+                 select $1, t, p, o, s, e from unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::uuid[])
+                 as u(t, p, o, s, e)"""
+        if not conflicts:
+            await conn.execute(sql, *columns)
+            return good
+        new = await conn.fetch(sql + " on conflict do nothing returning topic, partition, event_offset", *columns)
         inserted = {(r["topic"], r["partition"], r["event_offset"]) for r in new}
         return [(r, env) for r, env in good if (r.topic, r.partition, r.offset) in inserted]
 
@@ -594,7 +606,7 @@ class ProjectionRunner:
             consumer.assign(tps)
             end = await consumer.end_offsets(tps)
             if fresh:
-                self._recent = RecentIds(self.projection.dedup_window)
+                self._recent = RecentIds(self.projection.dedup_window, end)
             await self.seek_to_stored(consumer, tps)
             remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
             while True:
@@ -614,10 +626,6 @@ class ProjectionRunner:
                 except Reseek:
                     await self.seek_to_stored(consumer, tps)
                     remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
-            if fresh and self._recent is not None:
-                async with self.pool.acquire() as conn:
-                    await conn.copy_records_to_table("projection_dedup",
-                                                     records=self._recent.rows(self.projection.name))
         finally:
             self._recent = None
             await consumer.stop()

@@ -27,7 +27,15 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.kafka import consumer_config
-from shared.projection import LOCK_CLASS, Projection, ProjectionRunner, load_projection, migrate, partitions_of
+from shared.projection import (
+    DEDUP_CONSTRAINTS,
+    LOCK_CLASS,
+    Projection,
+    ProjectionRunner,
+    load_projection,
+    migrate,
+    partitions_of,
+)
 from shared.settings import Settings
 
 PREFIX = "replay_"
@@ -107,8 +115,12 @@ async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings
     try:
         async with scratch.acquire() as conn:
             await migrate(conn, projection)
+            await conn.execute("alter table projection_dedup " + ", ".join(
+                f"drop constraint {c.split()[0]}" for c in DEDUP_CONSTRAINTS))
         events = await _replay(scratch, projection, settings, schema, until, workers)
         async with scratch.acquire() as conn:
+            await conn.execute("alter table projection_dedup " + ", ".join(
+                f"add constraint {c}" for c in DEDUP_CONSTRAINTS))
             rows, digests, total, offsets = await describe(conn, projection, schema, digest=digest)
     finally:
         await scratch.close()

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared import replay
 from shared.envelope import Envelope, encode_body, headers, source_for
 from shared.kafka import consumer_config
 from shared.projection import ProjectionRunner, partitions_of
@@ -191,6 +192,12 @@ async def test_the_dedup_store_drops_a_copy_within_its_window_and_never_holds_mo
     print(f"applied {applied} of {len(sends)} records; dedup store holds {held} ids (window 50)")
     assert applied == 200 and await pool.fetchval("select count(*) from ticks where n = 151") == 1
     assert held <= SmallWindow.dedup_window
+
+    # A replay keeps the same window in memory and hands the same bounded store to a swap.
+    built = await replay.rebuild(pool, SmallWindow(), settings)
+    held = await pool.fetchval(f"select count(*) from {built.schema}.projection_dedup")
+    print(f"replay: applied {built.events} of {len(sends)}; its dedup store holds {held} ids")
+    assert built.events == 200 and held <= SmallWindow.dedup_window
 
 
 async def _published(pool: asyncpg.Pool) -> bool:
