@@ -4,9 +4,11 @@
 
 Starts a throw-away Kafka + PostgreSQL (deploy.testing.start_test_stack). The review service's
 items table and verification state are seeded directly with N verified items (that is the
-declarations topic's and the recorders' work, not what is measured). Timed: the certification
-command (one Postgres transaction: N PointsAwarded + MonthCertified appended to the event store)
-and the outbox relay until every one of those events is acknowledged by Kafka (acks=all).
+declarations topic's and the recorders' work, not what is measured). The secretary signs first
+(not timed). Timed: the second member's signature, which completes the quorum (one Postgres
+transaction: load the month, decide, the signature + N PointsAwarded + MonthCertified appended
+at the version decided on), and the outbox relay until every one of those events is acknowledged
+by Kafka (acks=all).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy.testing import throwaway_stack
 from services.review import handlers, state
+from services.review.domain.certification import awards_of
+from services.review.domain.commands import Rules, SignMonth
 from services.review.domain.model import Signer
 from services.review.items import ItemsProjection
 from services.review.settings import ReviewSettings
@@ -32,7 +36,7 @@ from shared import projection as projections
 from shared import store as event_store
 from shared.envelope import source_for
 from shared.events import load_catalogue
-from shared.events.review import MonthCertified
+from shared.events.review import MonthCertified, certification_digest
 from shared.kafka import consumer_config
 from shared.projection import partitions_of
 from shared.relay import Relay
@@ -94,12 +98,22 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
     store = EventStore(source_for("review"), REVIEW.name(settings))
     relay = Relay(pool, settings, source_for("review"))
     signers = (Signer("sec", "secretary", COMMUNITY), Signer("lg-1", "leading_group", COMMUNITY))
+    review = ReviewSettings()
+
+    def rules(community_id: str) -> Rules:
+        return review.rules(community_id, settings.timezone)
+
+    async with pool.acquire() as conn:
+        month = await state.load(conn, COMMUNITY, month_items=[MONTH])
+    digest = certification_digest(awards_of(month.items_of(MONTH)))
+    async with pool.acquire() as conn, conn.transaction():  # the secretary signs first: not timed
+        await handlers.handle(conn, store, SignMonth(COMMUNITY, MONTH, digest, signers[0], NOW), rules,
+                              Recorded(actor="sec", time=NOW, correlation_id=uuid.uuid4()))
 
     started = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
-        envs = await handlers.certify(conn, store, community_id=COMMUNITY, month=MONTH, signers=signers, now=NOW,
-                                      settings=ReviewSettings(), tz=settings.timezone,
-                                      recorded=Recorded(actor="sec", time=NOW, correlation_id=uuid.uuid4()))
+        envs = (await handlers.handle(conn, store, SignMonth(COMMUNITY, MONTH, digest, signers[1], NOW), rules,
+                                      Recorded(actor="lg-1", time=NOW, correlation_id=uuid.uuid4()))).envelopes
     committed = time.perf_counter()
     async with pool.acquire() as conn, pool.acquire() as marker:
         await relay.drain(conn, marker)  # what the service's relay runs: pipelined
@@ -109,7 +123,7 @@ async def run(bootstrap: str, dsn: str, n: int) -> None:
     records, last_type = await on_kafka(settings)
     closing = envs[-1].event
     assert isinstance(closing, MonthCertified)
-    assert records == n + 1, f"{records} records on Kafka, expected {n + 1}"
+    assert records == n + 3, f"{records} records on Kafka, expected {n + 3} (two signatures, awards, closing)"
     assert last_type == MonthCertified.type_name(), last_type
     total = published - started
     print(f"certify command (one transaction, {len(envs):,} events): {committed - started:6.2f} s")

@@ -243,6 +243,8 @@ def main() -> None:
     xu = demo.xu_total()
     tokens = Path(os.environ.get("STACK_DIR", ".stack")) / "demo-tokens.txt"
     tokens.parent.mkdir(parents=True, exist_ok=True)
+    tokens.touch(mode=0o600)
+    tokens.chmod(0o600)  # signed tokens: owner only
     tokens.write_text("".join(f"{k}\t{v}\n" for k, v in STAFF.items()))
     print(f"demo: community {COMMUNITY}, {demo.last}: {expected} items, 徐科品 {xu} points; "
           f"certified: {month.get('count', 0)} items, {month.get('total', 0)} points, "

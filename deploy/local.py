@@ -28,6 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil
 
+from deploy import credentials
+from deploy.credentials import Secrets
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 KAFKA_LOG4J2 = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
@@ -240,10 +243,10 @@ def _fetch_kafka_libs(pom: Path, lib: Path, marker: Path, digest: str) -> None:
     marker.write_text(digest + "\n")
 
 
-async def _kafka_probe(bootstrap: str) -> bool:
+async def _kafka_probe(bootstrap: str, client: dict[str, Any]) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**({"bootstrap_servers": bootstrap} | client), request_timeout_ms=5000)
     try:
         await asyncio.wait_for(admin.start(), 10)
         cluster = await asyncio.wait_for(admin.describe_cluster(), 10)
@@ -254,21 +257,31 @@ async def _kafka_probe(bootstrap: str) -> bool:
             await admin.close()
 
 
-def kafka_ready(bootstrap: str) -> bool:
-    """A metadata round trip (describe cluster + list topics) succeeds."""
+def kafka_ready(bootstrap: str, **client: Any) -> bool:
+    """A metadata round trip (describe cluster + list topics) succeeds; ``client``: aiokafka
+    connection options (e.g. ``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username``…)."""
     try:
-        return run_sync(_kafka_probe(bootstrap))
+        return run_sync(_kafka_probe(bootstrap, client))
     except Exception:
         return False
 
 
 class KafkaServer:
-    """One combined KRaft broker+controller (node 1) with its data under ``data_dir``."""
+    """One combined KRaft broker+controller (node 1) with its data under ``data_dir``.
+
+    With ``secrets`` (default: the test session's, ``POINTS_SECRETS_FILE``) clients authenticate with
+    SASL/SCRAM-SHA-512 (one SCRAM user per principal, created when the storage is formatted) and the
+    StandardAuthorizer denies whatever no ACL allows; ``admin`` is the super user. The controller
+    listener (loopback) authenticates with SASL/PLAIN as ``controller``. Without secrets and with
+    ``plaintext=True`` it is the old unauthenticated broker.
+    """
 
     MAIN_CLASS = "kafka.Kafka"
 
     def __init__(self, data_dir: Path, port: int, controller_port: int, heap: str = "1g",
-                 lib_dir: Path | None = None) -> None:  # fmt: skip
+                 lib_dir: Path | None = None, secrets: Secrets | None = None,
+                 plaintext: bool = False) -> None:  # fmt: skip
+        self.secrets = None if plaintext else (secrets or credentials.from_env())
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.controller_port = controller_port
@@ -298,16 +311,52 @@ class KafkaServer:
             self.lib_dir = ensure_kafka_libs(REPO_ROOT)
         return self.lib_dir
 
+    def client_config(self, principal: str = credentials.ADMIN) -> dict[str, Any]:
+        """aiokafka connection options for ``principal`` (default: the super user)."""
+        if self.secrets is None:
+            return {}
+        return {"security_protocol": credentials.SECURITY_PROTOCOL, "sasl_mechanism": credentials.SCRAM_MECHANISM,
+                "sasl_plain_username": principal, "sasl_plain_password": self.secrets.password(principal)}
+
+    def _security_props(self) -> dict[str, str]:
+        if self.secrets is None:
+            return {
+                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name": "PLAINTEXT",
+            }
+        admin_pw = self.secrets.password(credentials.ADMIN)
+        ctl_pw = self.secrets.password(credentials.CONTROLLER)
+        mech = credentials.SCRAM_MECHANISM
+        return {
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": mech,
+            "sasl.mechanism.inter.broker.protocol": mech,
+            f"listener.name.sasl_plaintext.{mech.lower()}.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{credentials.ADMIN}" password="{admin_pw}";',
+            # SCRAM users live in the metadata log the controller serves, so the controller listener uses PLAIN.
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{credentials.CONTROLLER}" password="{ctl_pw}" user_{credentials.CONTROLLER}="{ctl_pw}";',
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{credentials.ADMIN};User:{credentials.CONTROLLER}",
+        }  # fmt: skip
+
     def _write_props(self) -> None:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **self._security_props(),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.kraft_dir),
             "num.partitions": "12",
             "default.replication.factor": "1",
@@ -325,7 +374,18 @@ class KafkaServer:
             "broker.heartbeat.interval.ms": "1000",
             "broker.session.timeout.ms": "5000",
         }
-        self.props_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        # It holds passwords: owner only, from the first byte.
+        fd = os.open(self.props_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k}={v}\n" for k, v in props.items()))
+        os.chmod(self.props_file, 0o600)
+
+    def _users_digest(self) -> str:
+        """Identifies the credentials the broker itself needs (admin, controller); the other SCRAM users
+        can be added or changed later (``shared.topics.upsert_scram_users``)."""
+        users = ({p: self.secrets.password(p) for p in (credentials.ADMIN, credentials.CONTROLLER)}
+                 if self.secrets else {})  # fmt: skip
+        return hashlib.sha256(repr(sorted(users.items())).encode()).hexdigest()
 
     def _java(self, *args: str) -> list[str]:
         java = shutil.which("java")
@@ -338,21 +398,39 @@ class KafkaServer:
         ]  # fmt: skip
 
     def _format(self) -> None:
+        marker = self.data_dir / "scram-users.sha256"  # which SCRAM users the storage was formatted with
         if (self.kraft_dir / "meta.properties").exists():
+            formatted = marker.read_text().strip() if marker.exists() else self._plain_digest()
+            if formatted != self._users_digest():
+                raise RuntimeError(
+                    f"the Kafka data in {self.kraft_dir} was formatted with other credentials than "
+                    f"{self.secrets.path if self.secrets else 'none (PLAINTEXT)'}; the admin's SCRAM user is created "
+                    "when the storage is formatted: delete the data (`make wipe`) to start over")
             return
         id_file = self.data_dir / "cluster.id"
         if not id_file.exists():
             id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
         cluster_id = id_file.read_text().strip()
         # "--cluster-id=<id>": a base64 id may start with "-", which a separate argument would turn into an option
+        scram: list[str] = []
+        for user, password in (self.secrets.scram_users if self.secrets else {}).items():
+            scram += ["--add-scram", f"{credentials.SCRAM_MECHANISM}=[name={user},password={password}]"]
         cmd = self._java("kafka.tools.StorageTool", "format", "--ignore-formatted",
-                         f"--cluster-id={cluster_id}", "-c", str(self.props_file))  # fmt: skip
+                         f"--cluster-id={cluster_id}", "-c", str(self.props_file), *scram)  # fmt: skip
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
-            raise RuntimeError(f"Kafka storage format failed:\n{res.stdout}\n{res.stderr}")
+            out = f"{res.stdout}\n{res.stderr}"
+            for password in (self.secrets.kafka.values() if self.secrets else ()):
+                out = out.replace(password, "***")
+            raise RuntimeError(f"Kafka storage format failed:\n{out}")
+        marker.write_text(self._users_digest() + "\n")
+
+    @staticmethod
+    def _plain_digest() -> str:
+        return hashlib.sha256(repr([]).encode()).hexdigest()
 
     def start(self, timeout: float = 60) -> None:
-        if self.running and kafka_ready(self.bootstrap):
+        if self.running and kafka_ready(self.bootstrap, **self.client_config()):
             return
         old = read_pid(self.pid_file)
         if pid_alive(old, self.MAIN_CLASS):  # alive but not answering: wait for it below
@@ -381,7 +459,7 @@ class KafkaServer:
                     f"Kafka exited during start-up. {self.out_file}:\n{tail(self.out_file)}\n"
                     f"{self.log_dir / 'server.log'}:\n{tail(self.log_dir / 'server.log')}"
                 )
-            if port_open(self.port) and kafka_ready(self.bootstrap):
+            if port_open(self.port) and kafka_ready(self.bootstrap, **self.client_config()):
                 return
             time.sleep(0.3)
         raise RuntimeError(

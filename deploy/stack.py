@@ -3,6 +3,11 @@
 Kafka (KRaft, one node) and PostgreSQL run from ``.stack/`` at the repository root; the four services
 run as detached ``python -m services.<name>`` processes. ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``
 in the environment point the stack at existing servers instead of starting local ones.
+
+Security: ``up`` generates the installation's secrets once into ``.stack/secrets.json`` (mode 600):
+a Kafka password per principal and the token secret. Kafka runs with SASL/SCRAM and ACLs
+(``shared.topics.acl_bindings``); each service process gets only its own credential in its
+environment. With an external Kafka the environment's KAFKA_* settings are used as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 import httpx
 import typer
 
+from deploy import credentials
+from deploy.credentials import Secrets
 from deploy.local import (
     REPO_ROOT,
     KafkaServer,
@@ -31,6 +38,7 @@ from deploy.local import (
     port_open,
     read_pid,
     replace_database,
+    run_sync,
     tail,
     terminate,
 )
@@ -57,8 +65,24 @@ class Stack:
     def __post_init__(self) -> None:
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "logs"
-        self.kafka = KafkaServer(self.root / "kafka", self.kafka_port, self.kafka_controller_port)
+        self.secrets_file = self.root / "secrets.json"
+        self.secrets: Secrets | None = credentials.load(self.secrets_file) if self.secrets_file.exists() else None
+        self.kafka = KafkaServer(self.root / "kafka", self.kafka_port, self.kafka_controller_port,
+                                 secrets=self.secrets, plaintext=self.secrets is None)  # fmt: skip
         self.postgres = PostgresServer(self.root / "postgres", self.pg_port)
+
+    def ensure_secrets(self) -> Secrets:
+        """The installation's secrets, generated on the first ``up`` and reused afterwards."""
+        if self.secrets is None:
+            self.secrets = credentials.load_or_create(self.secrets_file)
+            self.kafka.secrets = self.secrets
+        return self.secrets
+
+    def kafka_env(self, principal: str) -> dict[str, str]:
+        """Environment for a process acting as ``principal`` (Kafka credential and token secret)."""
+        if self.external_kafka or self.secrets is None:
+            return {}
+        return self.secrets.env(principal)
 
     @property
     def bootstrap(self) -> str:
@@ -120,6 +144,7 @@ def _start_service(stack: Stack, name: str) -> int:
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     env = _child_env(
+        **stack.kafka_env(name),  # its own credential only
         SERVICE_NAME=name,
         DATABASE_URL=stack.service_dsn(name),
         KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
@@ -172,17 +197,32 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
     for name in SERVICES:
         create_database(stack.admin_dsn, f"points_{name}")
     if stack.external_kafka:
-        typer.echo(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={stack.external_kafka}")
-        if not kafka_ready(stack.external_kafka):
+        typer.echo(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={stack.external_kafka} (credentials from the environment)")
+        client = {k: v for k, v in {
+            "security_protocol": os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            "sasl_mechanism": os.environ.get("KAFKA_SASL_MECHANISM"),
+            "sasl_plain_username": os.environ.get("KAFKA_SASL_USERNAME"),
+            "sasl_plain_password": os.environ.get("KAFKA_SASL_PASSWORD")}.items() if v}  # fmt: skip
+        if not kafka_ready(stack.external_kafka, **client):
             typer.echo(f"Kafka at {stack.external_kafka} does not answer", err=True)
             raise typer.Exit(1)
     else:
-        typer.echo("Kafka: starting" if not stack.kafka.running else "Kafka: already running")
+        secrets = stack.ensure_secrets()
+        typer.echo(f"secrets: {stack.secrets_file} (mode 600; Kafka principals {', '.join(secrets.scram_users)})")
+        typer.echo("Kafka: starting (SASL/SCRAM, ACLs)" if not stack.kafka.running else "Kafka: already running")
         ensure_kafka_libs(REPO_ROOT)
         stack.kafka.start()
-    if _module_exists("shared.topics"):
+        # Principals added since the storage was formatted (SCRAM users live in the metadata log).
+        from shared.settings import Settings
+        from shared.topics import upsert_scram_users
+
+        admin = Settings(kafka_bootstrap_servers=stack.bootstrap, **secrets.kafka_settings(credentials.ADMIN))
+        others = {p: pw for p, pw in secrets.scram_users.items() if p != credentials.ADMIN}
+        run_sync(upsert_scram_users(admin, others, credentials.SCRAM_MECHANISM))
+    if _module_exists("shared.topics"):  # topics, and every principal's ACLs, as the super user
         res = subprocess.run([sys.executable, "-m", "shared.topics", "create"], cwd=REPO_ROOT,
-                             env=_child_env(KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap))  # fmt: skip
+                             env=_child_env(**stack.kafka_env(credentials.ADMIN),
+                                            KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap))  # fmt: skip
         if res.returncode != 0:
             typer.echo("`python -m shared.topics create` failed", err=True)
             raise typer.Exit(res.returncode)
@@ -198,6 +238,8 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
     if demo and started and _module_exists("deploy.demo"):
         typer.echo("loading demo data (python -m deploy.demo)")
         env = _child_env(KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap)
+        if stack.secrets is not None and not stack.external_kafka:
+            env["TOKEN_SECRET"] = stack.secrets.token_secret  # it signs the demo staff's tokens
         for name in SERVICES:
             env[f"{name.upper()}_URL"] = stack.service_url(name)
             env[f"{name.upper()}_DATABASE_URL"] = stack.service_dsn(name)

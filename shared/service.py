@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,7 +22,7 @@ from shared.events import load_catalogue
 from shared.logging import configure_logging, get_logger
 from shared.projection import Projection, ProjectionRunner
 from shared.relay import Relay
-from shared.settings import Settings, get_settings
+from shared.settings import InsecureSecrets, Settings, check_secrets, get_settings
 from shared.topics import BY_SERVICE
 
 log = get_logger("service")
@@ -137,5 +138,10 @@ def serve(app: FastAPI, settings: Settings | None = None) -> None:
     import uvicorn
 
     settings = settings or get_settings()
+    try:
+        check_secrets(settings)  # a missing or well-known secret: one line on stderr, exit 2
+    except InsecureSecrets as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, loop="uvloop", http="httptools",
                 log_level="warning", access_log=False)

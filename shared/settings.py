@@ -37,8 +37,52 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(2000, ge=1)
     relay_idle_sleep_s: float = Field(0.02, gt=0)
     max_body_bytes: int = Field(256 * 1024, description="Larger HTTP bodies are refused with 413.")
-    token_secret: str = Field("dev-only-secret-change-me-in-production-32b", min_length=32)
+    token_secret: str = Field(
+        "dev-only-secret-change-me-in-production-32b", min_length=32,
+        description="HS256 key of the bearer tokens. The default is public: services refuse it unless "
+                    "ALLOW_DEV_SECRETS=1. `make up` generates one into .stack/secrets.json.",
+    )
+    allow_dev_secrets: bool = Field(
+        False, description="Development only: let a service start with the public TOKEN_SECRET or without "
+                           "a Kafka password. Never set in an installation.",
+    )
     timezone: str = Field("Asia/Shanghai", description="The county's civil time (month boundaries).")
+
+
+DEV_TOKEN_SECRET = "dev-only-secret-change-me-in-production-32b"
+# Secrets anyone can read in this repository or its documentation: never accepted without the dev flag.
+WELL_KNOWN_SECRETS = frozenset({
+    DEV_TOKEN_SECRET, "", "changeme", "change-me", "secret", "password", "postgres", "admin", "kafka",
+    "admin-secret", "dev", "test",
+})
+
+
+class InsecureSecrets(RuntimeError):
+    """A secret is missing or well known and ALLOW_DEV_SECRETS is not set."""
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """What is wrong with the secrets of ``settings`` (empty: nothing), ignoring the dev flag."""
+    problems = []
+    if settings.token_secret in WELL_KNOWN_SECRETS:
+        problems.append("TOKEN_SECRET is the public development default (set TOKEN_SECRET; `make up` generates one)")
+    sasl = settings.kafka_security_protocol.upper().startswith("SASL") or bool(settings.kafka_sasl_mechanism)
+    if sasl:
+        if not settings.kafka_sasl_username:
+            problems.append("KAFKA_SASL_USERNAME is missing while Kafka SASL is configured")
+        if not settings.kafka_sasl_password:
+            problems.append("KAFKA_SASL_PASSWORD is missing while Kafka SASL is configured")
+        elif settings.kafka_sasl_password in WELL_KNOWN_SECRETS:
+            problems.append("KAFKA_SASL_PASSWORD is a well-known password")
+    return problems
+
+
+def check_secrets(settings: Settings, what: str = "service") -> None:
+    """Raise ``InsecureSecrets`` with one line naming every problem, unless ALLOW_DEV_SECRETS=1."""
+    problems = secret_problems(settings)
+    if problems and not settings.allow_dev_secrets:
+        raise InsecureSecrets(f"{what} {settings.service_name!r} refuses to start: " + "; ".join(problems)
+                              + " (ALLOW_DEV_SECRETS=1 accepts this on a development machine)")
 
 
 @lru_cache

@@ -3,11 +3,17 @@
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set; else testcontainers when a Docker engine
 answers; else the local stack from deploy/ on free ports, for this test session only.
 A service that cannot be started fails the run: nothing is skipped.
+
+Kafka credentials: the test process is the admin (super user, see deploy/testing.py); services
+started by tests get their own credential (tests/support/services.py). The token secret is random
+per session: services refuse the public default (shared.settings.check_secrets).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -19,6 +25,7 @@ from shared.settings import Settings
 from tests.support.settings import fresh_settings
 
 load_catalogue()
+os.environ.setdefault("TOKEN_SECRET", secrets.token_urlsafe(48))
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from shared.events.declarations import (
     SubjectRegistered,
 )
 from shared.events.review import (
+    ItemCarriedOver,
     ItemRejected,
     ItemReturned,
     ItemVerified,
@@ -82,6 +83,9 @@ _REVIEW_STATUS: dict[type, str] = {ItemVerified: "verified", ItemReturned: "retu
 def _review(ev: object) -> tuple[str, str, str] | None:
     if isinstance(ev, VerificationOverruled):
         return ev.item_id, ev.decision, ev.reason
+    if type(ev) is ItemCarriedOver:  # reached review after its month was certified: reviewed next month
+        carried = cast(ItemCarriedOver, ev)
+        return carried.item_id, "carried", f"已转入 {carried.to_month} 月审核：{carried.reason}"
     status = _REVIEW_STATUS.get(type(ev))
     if status is None:
         return None

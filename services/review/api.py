@@ -1,24 +1,25 @@
-"""HTTP commands and queries of the review service (thin: validate, authorise, run a handler)."""
+"""HTTP commands and queries of the review service (thin: parse, authorise, build the command, run it)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import Field, model_validator
 
-from services.review import handlers, views
-from services.review.clock import now as clock_now
+from services.review import clock, handlers, views
+from services.review.domain import commands as c
+from services.review.domain.certification import still_needed, valid_signers
 from services.review.domain.model import Signer
 from services.review.settings import review_settings
-from shared.auth import CurrentPrincipal, Principal, Role, read_token, require_community, require_role
+from shared.auth import CurrentPrincipal, Principal, Role, require_community, require_role
 from shared.commands import Rejected, fingerprint, run_idempotent
-from shared.envelope import Envelope
-from shared.events.review import CHANNELS, Channel, Decision
+from shared.events.review import CHANNELS, Channel, ClockSet, Decision
 from shared.http import IdempotencyKey, RequestBody
 from shared.service import Runtime
 from shared.store import Recorded
@@ -26,79 +27,102 @@ from shared.store import Recorded
 router = APIRouter(tags=["review"])
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
-Now = Annotated[dt.datetime, Depends(clock_now)]
+Now = Annotated[dt.datetime, Depends(clock.now)]
+MonthPath = Annotated[str, Path(pattern=MONTH, description="YYYY-MM")]
+MonthQuery = Annotated[str, Query(pattern=MONTH, description="YYYY-MM")]
+StatusQuery = Annotated[str | None, Query(pattern=r"^(submitted|verified|returned|rejected|open|upheld|dismissed)$")]
 LEADING = (Role.secretary, Role.leading_group)
-STAFF = (Role.recorder, Role.supervisor, *LEADING, Role.auditor, Role.county_admin)
+READERS = (Role.recorder, Role.supervisor, *LEADING, Role.auditor, Role.county_admin)
+# a bearer token (JWT: three base64url parts, the first a JSON header): nobody's credential in a body
+_TOKEN = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}")
 
 
-class DecideRequest(RequestBody):
+class Body(RequestBody):
+    @model_validator(mode="before")
+    @classmethod
+    def no_credentials(cls, data: Any) -> Any:
+        if _TOKEN.search(repr(data)):
+            raise Rejected("请求体中不得携带登录凭证：每位成员须用自己的账号登录后亲自签署", status=422,
+                           code="credential_in_body")
+        return data
+
+
+class DecideRequest(Body):
     decision: Decision
     note: str = Field("", max_length=1000)
 
 
-class CertifyRequest(RequestBody):
+class SignRequest(Body):
     community_id: str = Field(min_length=1, max_length=64)
     month: str = Field(pattern=MONTH)
-    co_signer_tokens: list[str] = Field(default_factory=list, max_length=10)
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$",
+                        description="sha256 of the list the signer saw (GET /certifications/…)")
 
 
-class NoticeRequest(RequestBody):
+class NoticeRequest(Body):
     community_id: str = Field(min_length=1, max_length=64)
     month: str = Field(pattern=MONTH)
     channels: list[Channel] = Field(default_factory=lambda: list(CHANNELS), max_length=3)
 
 
-class ObjectionRequest(RequestBody):
+class ObjectionRequest(Body):
     community_id: str = Field(min_length=1, max_length=64)
     month: str = Field(pattern=MONTH)
     item_id: str = Field(min_length=1, max_length=64)
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class ResolveRequest(RequestBody):
+class ResolveRequest(Body):
     reason: str = Field(min_length=1, max_length=2000)
     delta: int = Field(0, ge=-100_000, le=100_000)
 
 
-class CorrectionRequest(RequestBody):
+class CorrectionRequest(Body):
     community_id: str = Field(min_length=1, max_length=64)
     item_id: str = Field(min_length=1, max_length=64)
     delta: int = Field(ge=-100_000, le=100_000)
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class ClockRequest(Body):
+    now: dt.datetime | None = Field(None, description="The time the service takes as now; null: the real clock.")
+    frozen: bool = Field(False, description="Stay at ``now`` instead of running on from it.")
+    reason: str = Field(min_length=1, max_length=500)
+
+
 def runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
+def _actor(p: Principal) -> c.Actor:
+    return c.Actor(p.sub, p.community)
+
+
 async def run(request: Request, principal: Principal, key: str, payload: dict[str, Any], now: dt.datetime,
-              work: Callable[[asyncpg.Connection, Recorded], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+              command: c.Command, answer: Callable[[handlers.Outcome], dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
+    """The one path: idempotency claim, then handlers.handle (decide, append, evolve) in one transaction."""
     rt = runtime(request)
     recorded = Recorded(actor=principal.sub, time=now, correlation_id=uuid.uuid4())
+    settings = review_settings()
 
     async def unit(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
-        return 201, await work(conn, recorded)
+        outcome = await handlers.handle(conn, rt.store, command, lambda cid: settings.rules(cid, rt.settings.timezone),
+                                        recorded, attempts=settings.command_attempts)
+        return 201, handlers.summary(outcome.envelopes) | (answer(outcome) if answer else {})
 
     print_ = fingerprint({"path": request.url.path, "actor": principal.sub, "body": payload})
     _, response, _ = await run_idempotent(rt.pool, f"review:{key}", print_, unit)
     return response
 
 
-def _out(envs: list[Envelope], **extra: Any) -> dict[str, Any]:
-    return handlers.summary(envs) | extra
-
-
 @router.post("/items/{item_id}/verification", status_code=201)
 async def verify(item_id: str, body: DecideRequest, request: Request, principal: CurrentPrincipal, now: Now,
                  idempotency_key: IdempotencyKey) -> dict[str, Any]:
-    """记录员审核：通过、退回修改（写明要改什么）或驳回（写明理由）。"""
+    """记录员审核：通过、退回修改（写明要改什么）或驳回（写明理由）。不能审核自己申报或录入的条目。"""
     require_role(principal, Role.recorder, Role.supervisor)
-    rt = runtime(request)
-
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        return _out(await handlers.decide_item(conn, rt.store, item_id=item_id, actor_community=principal.community,
-                                               decision=body.decision, note=body.note, overrule=False, recorded=rec))
-    return await run(request, principal, idempotency_key, body.model_dump(), now, work)
+    return await run(request, principal, idempotency_key, body.model_dump(), now,
+                     c.DecideItem(item_id, body.decision, body.note, _actor(principal)))
 
 
 @router.post("/items/{item_id}/overrule", status_code=201)
@@ -106,39 +130,39 @@ async def overrule(item_id: str, body: DecideRequest, request: Request, principa
                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """监督员改判记录员的审核结果（须写明理由）。"""
     require_role(principal, Role.supervisor)
-    rt = runtime(request)
-
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        return _out(await handlers.decide_item(conn, rt.store, item_id=item_id, actor_community=principal.community,
-                                               decision=body.decision, note=body.note, overrule=True, recorded=rec))
-    return await run(request, principal, idempotency_key, body.model_dump(), now, work)
+    return await run(request, principal, idempotency_key, body.model_dump(), now,
+                     c.OverruleItem(item_id, body.decision, body.note, _actor(principal)))
 
 
 def _signer(p: Principal) -> Signer:
     return Signer(sub=p.sub, role=p.role.value, community=p.community, name=p.name)
 
 
-def _co_signer(token: str) -> Signer:
-    try:
-        return _signer(read_token(token))
-    except Rejected as exc:
-        raise Rejected(f"共同签署人的确认码无效：{exc.reason}", status=422, code="co_signer_invalid") from exc
-
-
 @router.post("/certifications", status_code=201)
-async def certify(body: CertifyRequest, request: Request, principal: CurrentPrincipal, now: Now,
-                  idempotency_key: IdempotencyKey) -> dict[str, Any]:
-    """领导小组认定一个社区一个月的积分：第一责任人加至少一名其他成员共同签署。"""
+async def sign(body: SignRequest, request: Request, principal: CurrentPrincipal, now: Now,
+               idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    """领导小组成员用本人账号签署当月认定名单（摘要）；第一责任人和至少一名其他成员签署同一摘要时，该月即认定。"""
     require_role(principal, *LEADING)
     require_community(principal, body.community_id)
-    signers = [_signer(principal), *(_co_signer(t) for t in body.co_signer_tokens)]
-    rt = runtime(request)
+    quorum = review_settings().quorum
 
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        return _out(await handlers.certify(conn, rt.store, community_id=body.community_id, month=body.month,
-                                           signers=signers, now=now, settings=review_settings(),
-                                           tz=rt.settings.timezone, recorded=rec))
-    return await run(request, principal, idempotency_key, body.model_dump(), now, work)
+    def answer(outcome: handlers.Outcome) -> dict[str, Any]:
+        m = outcome.state.month(body.month)
+        signers = valid_signers(outcome.state, body.month, body.digest)
+        return {"certified": m.certified_at is not None, "signed_by": sorted(s.sub for s in signers),
+                "still_needed": "" if m.certified_at else still_needed(signers, outcome.state.items_of(body.month),
+                                                                         quorum)}
+    return await run(request, principal, idempotency_key, body.model_dump(), now,
+                     c.SignMonth(body.community_id, body.month, body.digest, _signer(principal), now), answer)
+
+
+@router.get("/certifications/{community_id}/{month}")
+async def to_sign(community_id: str, month: MonthPath, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    """当月待签署的认定名单摘要与已有签名（取自同一快照）。"""
+    require_role(principal, *READERS)
+    require_community(principal, community_id)
+    async with views.snapshot(runtime(request).pool) as conn:
+        return await views.signing(conn, community_id, month)
 
 
 @router.post("/notices", status_code=201)
@@ -147,13 +171,8 @@ async def post_notice(body: NoticeRequest, request: Request, principal: CurrentP
     """记录认定名单已在哪些渠道公示（公众号、党员微信群、公告栏）；首次公示开始异议期。"""
     require_role(principal, *LEADING)
     require_community(principal, body.community_id)
-    rt = runtime(request)
-
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        return _out(await handlers.post_notice(conn, rt.store, community_id=body.community_id, month=body.month,
-                                               channels=body.channels, now=now, settings=review_settings(),
-                                               recorded=rec))
-    return await run(request, principal, idempotency_key, body.model_dump(), now, work)
+    return await run(request, principal, idempotency_key, body.model_dump(), now,
+                     c.PostNotice(body.community_id, body.month, tuple(body.channels), now))
 
 
 @router.post("/objections", status_code=201)
@@ -161,27 +180,19 @@ async def raise_objection(body: ObjectionRequest, request: Request, principal: C
                           idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """本社区居民在异议期内对公示条目提出异议（每人每条一次）。"""
     require_role(principal, Role.declarant)
-    rt = runtime(request)
-
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        objection_id, envs = await handlers.object_to(
-            conn, rt.store, community_id=body.community_id, month=body.month, item_id=body.item_id,
-            resident=principal.sub, resident_community=principal.community, reason=body.reason, now=now,
-            recorded=rec)
-        return _out(envs, objection_id=objection_id)
-    return await run(request, principal, idempotency_key, body.model_dump(), now, work)
+    objection_id = str(uuid.uuid4())
+    command = c.RaiseObjection(body.community_id, body.month, body.item_id, principal.sub, principal.community,
+                               principal.name, body.reason, objection_id, now)
+    return await run(request, principal, idempotency_key, body.model_dump(), now, command,
+                     lambda _: {"objection_id": objection_id})
 
 
 async def _resolve(objection_id: str, body: ResolveRequest, request: Request, principal: Principal,
                    now: dt.datetime, key: str, uphold: bool) -> dict[str, Any]:
     require_role(principal, *LEADING)
-    rt = runtime(request)
-
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        return _out(await handlers.resolve(conn, rt.store, objection_id=objection_id,
-                                           actor_community=principal.community, uphold=uphold, delta=body.delta,
-                                           reason=body.reason, now=now, tz=rt.settings.timezone, recorded=rec))
-    return await run(request, principal, key, body.model_dump() | {"uphold": uphold}, now, work)
+    command = c.ResolveObjection(objection_id, uphold, body.delta, body.reason, str(uuid.uuid4()),
+                                 _actor(principal), now)
+    return await run(request, principal, key, body.model_dump() | {"uphold": uphold}, now, command)
 
 
 @router.post("/objections/{objection_id}/uphold", status_code=201)
@@ -204,58 +215,92 @@ async def correct(body: CorrectionRequest, request: Request, principal: CurrentP
     """监督员对迟到或有误的条目作更正：引用原条目，计入更正当时未认定的月份。"""
     require_role(principal, Role.supervisor)
     require_community(principal, body.community_id)
-    rt = runtime(request)
-
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        return _out(await handlers.correct(conn, rt.store, community_id=body.community_id, item_id=body.item_id,
-                                           delta=body.delta, reason=body.reason, now=now, tz=rt.settings.timezone,
-                                           recorded=rec))
-    return await run(request, principal, idempotency_key, body.model_dump(), now, work)
+    return await run(request, principal, idempotency_key, body.model_dump(), now,
+                     c.CorrectItem(body.community_id, body.item_id, body.delta, body.reason, str(uuid.uuid4()), now))
 
 
 @router.post("/months/{community_id}/{month}/finalise", status_code=201)
-async def finalise(community_id: str, month: str, request: Request, principal: CurrentPrincipal, now: Now,
+async def finalise(community_id: str, month: MonthPath, request: Request, principal: CurrentPrincipal, now: Now,
                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """异议期结束后确认该月结果为最终结果。"""
     require_role(principal, *LEADING)
     require_community(principal, community_id)
+    return await run(request, principal, idempotency_key, {"month": month}, now,
+                     c.FinaliseMonth(community_id, month, now))
+
+
+@router.post("/admin/clock", status_code=201)
+async def set_clock(body: ClockRequest, request: Request, principal: CurrentPrincipal, now: Now,
+                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    """县管理员调整审核服务的时钟（仅限测试和演示环境；生产环境拒绝）；每次调整都记入日志。"""
+    require_role(principal, Role.county_admin)
+    if not review_settings().clock_adjustable:
+        raise Rejected("生产环境不允许调整时钟", status=403, code="clock_not_adjustable")
     rt = runtime(request)
+    real = clock.system_now()
+    offset = 0.0 if body.now is None or body.frozen else (body.now - real).total_seconds()
+    if body.now is not None and body.now.tzinfo is None:
+        raise Rejected("时间须带时区，例如 2026-12-08T10:00:00+08:00", status=422, code="timezone_required")
+    recorded = Recorded(actor=principal.sub, time=real, correlation_id=uuid.uuid4())
 
-    async def work(conn: asyncpg.Connection, rec: Recorded) -> dict[str, Any]:
-        return _out(await handlers.finalise(conn, rt.store, community_id=community_id, month=month, now=now,
-                                            recorded=rec))
-    return await run(request, principal, idempotency_key, {"month": month}, now, work)
+    async def unit(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
+        await conn.execute(
+            """insert into review_clock (id, frozen_at, offset_seconds) values (true, $1, $2)
+               on conflict (id) do update
+               set frozen_at = excluded.frozen_at, offset_seconds = excluded.offset_seconds""",
+            body.now if body.frozen else None, offset)
+        version = await conn.fetchval("select coalesce(max(version), 0) from events where stream_id = 'review-clock'")
+        envs = await rt.store.append(conn, "review-clock", version,
+                                     [ClockSet(now=body.now, offset_seconds=offset, reason=body.reason)],
+                                     key="review-clock", recorded=recorded)
+        return 201, handlers.summary(envs) | {"now": (await clock.read(conn)).isoformat(), "was": now.isoformat()}
+
+    print_ = fingerprint({"path": request.url.path, "actor": principal.sub, "body": body.model_dump(mode="json")})
+    _, response, _ = await run_idempotent(rt.pool, f"review:{idempotency_key}", print_, unit)
+    return response
 
 
-# ---- queries (the projections) ------------------------------------------------------------------
+@router.get("/admin/clock")
+async def read_clock(principal: CurrentPrincipal, now: Now) -> dict[str, Any]:
+    require_role(principal, *READERS)
+    return {"now": now.isoformat(), "adjustable": review_settings().clock_adjustable}
+
+
+# ---- queries (the projections, each answer from one snapshot) ----------------------------------
 @router.get("/months/{community_id}/{month}")
-async def month_view(community_id: str, month: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
-    require_role(principal, *STAFF)
+async def month_view(community_id: str, month: MonthPath, request: Request,
+                     principal: CurrentPrincipal) -> dict[str, Any]:
+    require_role(principal, *READERS)
     require_community(principal, community_id)
-    pool = runtime(request).pool
-    return {"month": await views.month(pool, community_id, month),
-            "glance": await views.glance(pool, community_id, month),
-            "waiting": await views.items(pool, community_id, month, "submitted", limit=200)}
+    async with views.snapshot(runtime(request).pool) as conn:
+        return {"month": await views.month(conn, community_id, month),
+                "glance": await views.glance(conn, community_id, month),
+                "waiting": await views.items(conn, community_id, month, "submitted", limit=200),
+                "signing": await views.signing(conn, community_id, month)}
 
 
 @router.get("/items")
-async def item_list(community_id: str, month: str, request: Request, principal: CurrentPrincipal,
-                    status: str | None = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
-    require_role(principal, *STAFF)
+async def item_list(community_id: str, month: MonthQuery, request: Request, principal: CurrentPrincipal,
+                    status: StatusQuery = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
+    require_role(principal, *READERS)
     require_community(principal, community_id)
-    return {"items": await views.items(runtime(request).pool, community_id, month, status, min(limit, 5000))}
+    async with views.snapshot(runtime(request).pool) as conn:
+        return {"items": await views.items(conn, community_id, month, status, min(limit, 5000))}
 
 
 @router.get("/objections")
 async def objection_list(community_id: str, request: Request, principal: CurrentPrincipal,
-                         status: str | None = None) -> dict[str, Any]:
-    require_role(principal, *STAFF)
+                         status: StatusQuery = None) -> dict[str, Any]:
+    require_role(principal, *READERS)
     require_community(principal, community_id)
-    return {"objections": await views.objections(runtime(request).pool, community_id, status)}
+    async with views.snapshot(runtime(request).pool) as conn:
+        return {"objections": await views.objections(conn, community_id, status)}
 
 
 @router.get("/corrections")
 async def correction_list(community_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
-    require_role(principal, *STAFF)
+    require_role(principal, *READERS)
     require_community(principal, community_id)
-    return {"corrections": await views.corrections(runtime(request).pool, community_id)}
+    async with views.snapshot(runtime(request).pool) as conn:
+        return {"corrections": await views.corrections(conn, community_id)}
+

@@ -13,6 +13,8 @@ import asyncpg
 
 from shared.envelope import Envelope
 from shared.events.review import (
+    CertificationSigned,
+    ItemCarriedOver,
     ItemDecision,
     ItemRejected,
     ItemReturned,
@@ -46,6 +48,11 @@ create table if not exists board_months (
     window_closes_at timestamptz, finalised_at timestamptz, primary key (community_id, month)
 );
 alter table board_months add column if not exists signer_names text[] not null default '{}';
+alter table board_status add column if not exists carried_from text;
+create table if not exists board_signatures (
+    community_id text not null, month text not null, signer text not null, role text not null, name text not null,
+    digest text not null, signed_at timestamptz not null, primary key (community_id, month, digest, signer)
+);
 create table if not exists board_notices (
     community_id text not null, month text not null, channel text not null, posted_at timestamptz not null,
     primary key (community_id, month, channel)
@@ -55,6 +62,7 @@ create table if not exists board_objections (
     raised_by text not null, reason text not null, raised_at timestamptz not null, status text not null,
     resolution text, resolved_by text, correction_id text
 );
+alter table board_objections add column if not exists raised_by_name text not null default '';
 create table if not exists board_corrections (
     correction_id text primary key, community_id text not null, month text not null, item_id text not null,
     item_month text not null, subject_id text not null, delta integer not null, reason text not null,
@@ -78,7 +86,7 @@ class BoardProjection(Projection):
     name = "review_board"
     topics = (REVIEW,)
     tables = ("board_status", "board_awards", "board_months", "board_notices", "board_objections",
-              "board_corrections")
+              "board_corrections", "board_signatures")
     schema = SCHEMA
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
@@ -105,7 +113,17 @@ _STATUS = {ItemVerified: "verified", ItemReturned: "returned", ItemRejected: "re
 
 async def _one(conn: asyncpg.Connection, env: Envelope) -> None:
     ev = env.event
-    if isinstance(ev, ItemDecision):
+    if isinstance(ev, ItemCarriedOver):  # waiting again, in the month it was carried into
+        await conn.execute(
+            """insert into board_status values ($1, $2, $3, 'submitted', $4, $5, $6, $7) on conflict (item_id) do update
+               set month = excluded.month, status = excluded.status, note = excluded.note,
+                   decided_by = excluded.decided_by, decided_at = excluded.decided_at,
+                   carried_from = excluded.carried_from""",
+            ev.item_id, ev.community_id, ev.to_month, ev.reason, env.actor, env.time, ev.month)
+    elif isinstance(ev, CertificationSigned):
+        await conn.execute("insert into board_signatures values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
+                           ev.community_id, ev.month, ev.signer, ev.role, ev.name, ev.digest, ev.signed_at)
+    elif isinstance(ev, ItemDecision):
         status: str
         if isinstance(ev, VerificationOverruled):
             status, note = ev.decision, f"监督员改判：{ev.reason}"
@@ -114,8 +132,8 @@ async def _one(conn: asyncpg.Connection, env: Envelope) -> None:
             note = ev.to_fix if isinstance(ev, ItemReturned) else ev.reason if isinstance(ev, ItemRejected) else ""
         await conn.execute(
             """insert into board_status values ($1, $2, $3, $4, $5, $6, $7) on conflict (item_id) do update
-               set status = excluded.status, note = excluded.note, decided_by = excluded.decided_by,
-                   decided_at = excluded.decided_at""",
+               set month = excluded.month, status = excluded.status, note = excluded.note,
+                   decided_by = excluded.decided_by, decided_at = excluded.decided_at""",
             ev.item_id, ev.community_id, ev.month, status, note, env.actor, env.time)
     elif isinstance(ev, MonthCertified):
         got = await conn.fetchrow(MONTH_CHECK, ev.community_id, ev.month)
@@ -135,8 +153,9 @@ async def _one(conn: asyncpg.Connection, env: Envelope) -> None:
     elif isinstance(ev, ObjectionRaised):
         await conn.execute(
             """insert into board_objections (objection_id, community_id, month, item_id, raised_by, reason, raised_at,
-               status) values ($1, $2, $3, $4, $5, $6, $7, 'open') on conflict do nothing""",
-            ev.objection_id, ev.community_id, ev.month, ev.item_id, ev.raised_by, ev.reason, env.time)
+               status, raised_by_name) values ($1, $2, $3, $4, $5, $6, $7, 'open', $8) on conflict do nothing""",
+            ev.objection_id, ev.community_id, ev.month, ev.item_id, ev.raised_by, ev.reason, env.time,
+            ev.raised_by_name)
     elif isinstance(ev, ObjectionUpheld | ObjectionDismissed):
         upheld = isinstance(ev, ObjectionUpheld)
         await conn.execute(
@@ -158,5 +177,5 @@ async def _one(conn: asyncpg.Connection, env: Envelope) -> None:
 DIGESTS = {  # table -> deterministic order, for rebuild checks
     "board_status": "item_id", "board_awards": "item_id", "board_months": "community_id, month",
     "board_notices": "community_id, month, channel", "board_objections": "objection_id",
-    "board_corrections": "correction_id",
+    "board_corrections": "correction_id", "board_signatures": "community_id, month, digest, signer",
 }

@@ -1,143 +1,113 @@
-"""Command handlers: lock the community, load state, decide, append events, update state; one transaction.
+"""One path for every review command: load the state at a version, decide, append at that version, evolve.
 
 Every review event goes to the community's stream ``community-<id>`` with key = community id.
-Callers (HTTP, tests, the benchmark) pass ``now`` and ids in; the domain never makes them.
+Callers (HTTP, the late-item policy, tests, the benchmark) pass the command, with its time and
+ids, in; the domain never makes them. A conflict (someone appended to the stream after the
+version this command was decided on) undoes the attempt and decides the command again on the new
+state, up to ``attempts`` times, then answers 409.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from services.review import state
-from services.review.domain import certification, notice, verification
-from services.review.domain.model import Signer, local_date, month_of
-from services.review.domain.notice import Objection
-from services.review.settings import ReviewSettings
+from services.review.domain.commands import (
+    CarryLateItems,
+    Command,
+    CorrectItem,
+    DecideItem,
+    FinaliseMonth,
+    OverruleItem,
+    PostNotice,
+    RaiseObjection,
+    ResolveObjection,
+    Rules,
+    SignMonth,
+)
+from services.review.domain.decide import decide
+from services.review.domain.evolve import ReviewState, fold
 from shared.commands import Rejected
 from shared.envelope import Envelope
-from shared.events.review import Channel, Decision, MonthCertified, ReviewEvent
-from shared.store import EventStore, Recorded
+from shared.events.review import MonthCertified
+from shared.store import ConcurrencyError, EventStore, Recorded
+
+ATTEMPTS = 3
 
 
 def stream_of(community_id: str) -> str:
     return f"community-{community_id}"
 
 
-async def append(conn: asyncpg.Connection, store: EventStore, community_id: str, events: Sequence[ReviewEvent],
-                 recorded: Recorded) -> list[Envelope]:
-    stream = stream_of(community_id)
-    version, _ = await store.stream_version(conn, stream)  # under the community lock: nobody else appends
-    return await store.append(conn, stream, version, events, key=community_id, recorded=recorded)
+@dataclass(frozen=True)
+class Outcome:
+    envelopes: list[Envelope]
+    state: ReviewState  # the state the events leave behind (for the answer)
+    attempts: int
 
 
-async def _item(conn: asyncpg.Connection, item_id: str, community: str) -> state.Item:
-    it = await state.item(conn, item_id)
-    if it is None:
-        raise Rejected("找不到该条目（可能尚未同步到审核服务，请稍后再试）", status=404, code="item_not_found")
-    if community not in ("*", it.community_id):
-        raise Rejected(f"无权操作其他社区（{it.community_id}）的数据", status=403, code="forbidden_community")
-    return it
+async def community_of(conn: asyncpg.Connection, command: Command) -> str:
+    """The stream a command goes to. Items and objections never change community."""
+    if isinstance(command, DecideItem | OverruleItem):
+        found = await state.community_of_item(conn, command.item_id)
+        if found is None:
+            raise Rejected("找不到该条目（可能尚未同步到审核服务，请稍后再试）", status=404, code="item_not_found")
+        return found
+    if isinstance(command, ResolveObjection):
+        found = await state.community_of_objection(conn, command.objection_id)
+        if found is None:
+            raise Rejected("找不到该异议", status=404, code="objection_not_found")
+        return found
+    return command.community_id
 
 
-async def decide_item(conn: asyncpg.Connection, store: EventStore, *, item_id: str, actor_community: str,
-                      decision: Decision, note: str, overrule: bool, recorded: Recorded) -> list[Envelope]:
-    it = await _item(conn, item_id, actor_community)
-    await state.lock_community(conn, it.community_id)
-    it = await _item(conn, item_id, actor_community)
-    m = await state.month(conn, it.community_id, it.month)
-    ev = (verification.overrule(it, m, decision, note) if overrule
-          else verification.decide(it, m, decision, note))
-    await state.set_status(conn, it, verification.status_after(ev))
-    return await append(conn, store, it.community_id, [ev], recorded)
+def _scope(command: Command) -> dict[str, Any]:
+    """What ``decide`` looks at for this command (the rest of the community is not loaded)."""
+    if isinstance(command, DecideItem | OverruleItem | CorrectItem):
+        return {"item_ids": [command.item_id]}
+    if isinstance(command, SignMonth):
+        return {"month_items": [command.month]}
+    if isinstance(command, RaiseObjection):
+        return {"item_ids": [command.item_id], "objections_of": [command.month]}
+    if isinstance(command, ResolveObjection):
+        return {"objection_ids": [command.objection_id]}
+    if isinstance(command, FinaliseMonth):
+        return {"objections_of": [command.month]}
+    if isinstance(command, CarryLateItems):
+        return {"late": True}
+    assert isinstance(command, PostNotice)
+    return {}
 
 
-async def certify(conn: asyncpg.Connection, store: EventStore, *, community_id: str, month: str,
-                  signers: Sequence[Signer], now: dt.datetime, settings: ReviewSettings, tz: str,
-                  recorded: Recorded) -> list[Envelope]:
-    await state.lock_community(conn, community_id)
-    m = await state.month(conn, community_id, month)
-    items = await state.items_of_month(conn, community_id, month)
-    events = certification.certify(m, signers, items, now=now, quorum=settings.quorum, tz=tz)
-    await state.save_month(conn, replace(m, certified_at=now))
-    return await append(conn, store, community_id, events, recorded)
-
-
-async def post_notice(conn: asyncpg.Connection, store: EventStore, *, community_id: str, month: str,
-                      channels: Sequence[Channel], now: dt.datetime, settings: ReviewSettings,
-                      recorded: Recorded) -> list[Envelope]:
-    await state.lock_community(conn, community_id)
-    m = await state.month(conn, community_id, month)
-    events = notice.post_notice(m, channels, now=now, window=dt.timedelta(days=settings.objection_window_days))
-    await state.save_month(conn, replace(m, window_closes_at=events[0].window_closes_at,
-                                         channels=tuple(dict.fromkeys([*m.channels, *channels]))))
-    return await append(conn, store, community_id, events, recorded)
-
-
-async def object_to(conn: asyncpg.Connection, store: EventStore, *, community_id: str, month: str, item_id: str,
-                    resident: str, resident_community: str, reason: str, now: dt.datetime,
-                    recorded: Recorded) -> tuple[str, list[Envelope]]:
-    await state.lock_community(conn, community_id)
-    m = await state.month(conn, community_id, month)
-    it = await state.item(conn, item_id)
-    if it is not None and (it.community_id, it.month) != (community_id, month):
-        it = None
-    awarded = it is not None and it.status == "verified" and m.certified_at is not None
-    objection_id = str(uuid.uuid4())
-    ev = notice.raise_objection(m, it, awarded, await state.objections(conn, community_id, month),
-                                resident=resident, resident_community=resident_community,
-                                objection_id=objection_id, reason=reason, now=now)
-    await state.save_objection(conn, Objection(objection_id, community_id, month, item_id, resident, "open"))
-    return objection_id, await append(conn, store, community_id, [ev], recorded)
-
-
-async def _landing_month(conn: asyncpg.Connection, community_id: str, now: dt.datetime, tz: str) -> str:
-    return notice.landing_month(await state.certified_months(conn, community_id), month_of(local_date(now, tz)))
-
-
-async def resolve(conn: asyncpg.Connection, store: EventStore, *, objection_id: str, actor_community: str,
-                  uphold: bool, delta: int, reason: str, now: dt.datetime, tz: str,
-                  recorded: Recorded) -> list[Envelope]:
-    o = await state.objection(conn, objection_id)
-    if o is None or actor_community not in ("*", o.community_id):
-        raise Rejected("找不到该异议", status=404, code="objection_not_found")
-    await state.lock_community(conn, o.community_id)
-    o = await state.objection(conn, objection_id)
-    events: list[ReviewEvent]
-    if uphold:
-        it = await _item(conn, o.item_id if o else "", actor_community)
-        events = notice.uphold(o, it, open_month=await _landing_month(conn, it.community_id, now, tz), delta=delta,
-                               reason=reason, correction_id=str(uuid.uuid4()))
-    else:
-        events = [notice.dismiss(o, reason=reason)]
-    assert o is not None
-    await state.save_objection(conn, replace(o, status="upheld" if uphold else "dismissed"))
-    return await append(conn, store, o.community_id, events, recorded)
-
-
-async def correct(conn: asyncpg.Connection, store: EventStore, *, community_id: str, item_id: str, delta: int,
-                  reason: str, now: dt.datetime, tz: str, recorded: Recorded) -> list[Envelope]:
-    await state.lock_community(conn, community_id)
-    it = await state.item(conn, item_id)
-    if it is not None and it.community_id != community_id:
-        it = None
-    item_month = await state.month(conn, community_id, it.month if it else "")
-    ev = notice.correct(it, item_month, open_month=await _landing_month(conn, community_id, now, tz), delta=delta,
-                        reason=reason, correction_id=str(uuid.uuid4()))
-    return await append(conn, store, community_id, [ev], recorded)
-
-
-async def finalise(conn: asyncpg.Connection, store: EventStore, *, community_id: str, month: str,
-                   now: dt.datetime, recorded: Recorded) -> list[Envelope]:
-    await state.lock_community(conn, community_id)
-    m = await state.month(conn, community_id, month)
-    ev = notice.finalise(m, await state.objections(conn, community_id, month), now=now)
-    await state.save_month(conn, replace(m, finalised_at=now))
-    return await append(conn, store, community_id, [ev], recorded)
+async def handle(conn: asyncpg.Connection, store: EventStore, command: Command, rules: Callable[[str], Rules],
+                 recorded: Recorded, *, attempts: int = ATTEMPTS,
+                 decided: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
+    """Run one command inside the caller's transaction. ``decided(attempt)`` is called between the
+    decision and the append (tests use it to make two commands decide on the same version)."""
+    community_id = await community_of(conn, command)
+    stream, community_rules = stream_of(community_id), rules(community_id)
+    for attempt in range(1, attempts + 1):
+        try:
+            async with conn.transaction():  # a savepoint: a conflict undoes this attempt only
+                version = await state.stream_version(conn, stream)
+                before = await state.load(conn, community_id, **_scope(command))
+                events = decide(command, before, community_rules)
+                if isinstance(events, Rejected):
+                    raise events
+                if decided is not None:
+                    await decided(attempt)
+                envelopes = await store.append(conn, stream, version, events, key=community_id, recorded=recorded)
+                after = fold(before, events)
+                await state.save(conn, before, after)
+                return Outcome(envelopes, after, attempt)
+        except ConcurrencyError:
+            continue
+    raise Rejected(f"本社区的审核记录正被他人同时修改，已重新判断 {attempts} 次仍有冲突，请稍后再试",
+                   status=409, code="conflict", attempts=attempts)
 
 
 def summary(envelopes: Sequence[Envelope]) -> dict[str, object]:

@@ -37,6 +37,10 @@ create table if not exists subjects (
     subject_id text primary key, community_id text not null, name text not null
 );
 create table if not exists communities (community_id text primary key, name text not null);
+-- items no review decision has touched yet: the late-item policy looks here, not at every item
+create table if not exists review_waiting (
+    item_id text primary key, community_id text not null, month text not null
+);
 """
 
 INSERT = """insert into items (item_id, community_id, month, occurred_on, subject_id, category, dimension, rule_code,
@@ -47,7 +51,7 @@ INSERT = """insert into items (item_id, community_id, month, occurred_on, subjec
 class ItemsProjection(Projection):
     name = "review_items"
     topics = (DECLARATIONS,)
-    tables = ("items", "subjects", "communities")
+    tables = ("items", "subjects", "communities", "review_waiting")
     schema = SCHEMA
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
@@ -70,3 +74,5 @@ class ItemsProjection(Projection):
                                    ev.community_id, ev.name)
         if rows:
             await conn.executemany(INSERT, rows)
+            await conn.executemany("insert into review_waiting values ($1, $2, $3) on conflict do nothing",
+                                   [(r[0], r[1], r[2]) for r in rows])

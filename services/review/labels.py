@@ -15,7 +15,11 @@ DIMENSIONS = {
 CHANNELS = {"wechat_official_account": "社区微信公众号", "party_wechat_group": "党员微信群",
             "bulletin_board": "小区公告栏"}
 STATUS = {"submitted": "待审核", "verified": "审核通过", "returned": "退回修改", "rejected": "驳回",
-          "open": "待处理", "upheld": "已采纳", "dismissed": "不予采纳"}
+          "carried": "转入下月审核",           "open": "待处理", "upheld": "已采纳", "dismissed": "不予采纳"}
+
+ROLES = {"declarant": "申报人", "recorder": "记录员", "supervisor": "监督员", "leading_group": "领导小组成员",
+         "secretary": "第一责任人", "clerk": "超市收银员", "auditor": "审计", "county_admin": "县管理员",
+         "site": "社区站点"}
 
 
 def zh(table: dict[str, str], code: str) -> str:

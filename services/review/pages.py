@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.review import labels, views
-from services.review.clock import now as clock_now
+from services.review import clock, labels, views
+from services.review.api import MONTH
 from services.review.domain.model import local_date, month_of
+from services.review.settings import review_settings
 from shared.auth import CurrentPrincipal, Role, read_token, require_community, require_role
 from shared.service import Runtime
 
@@ -41,32 +43,36 @@ async def login(token: str, next: str = "/leading-group") -> RedirectResponse:
 
 @router.get("/leading-group", response_class=HTMLResponse)
 async def leading_group(request: Request, principal: CurrentPrincipal, community_id: str | None = None,
-                        month: str | None = None) -> HTMLResponse:
+                        month: Annotated[str | None, Query(pattern=MONTH)] = None) -> HTMLResponse:
     require_role(principal, Role.secretary, Role.leading_group, Role.supervisor, Role.auditor, Role.county_admin)
     rt: Runtime = request.app.state.runtime
     community_id = community_id or principal.community
     require_community(principal, community_id)
-    month = month or month_of(local_date(clock_now(request), rt.settings.timezone))
-    pool, tz = rt.pool, rt.settings.timezone
-    return _render(
-        "leading_group.html", principal=principal, community_id=community_id, month=month,
-        community_name=await views.community_name(pool, community_id),
-        state=await views.month(pool, community_id, month), glance=await views.glance(pool, community_id, month),
-        waiting=await views.items(pool, community_id, month, "submitted", limit=200),
-        objections=await views.objections(pool, community_id, "open"), local=lambda v: _local(v, tz),
-    )
+    tz = rt.settings.timezone
+    month = month or month_of(local_date(await clock.now(request), tz))
+    async with views.snapshot(rt.pool) as conn:  # every figure on the page from one moment
+        return _render(
+            "leading_group.html", principal=principal, community_id=community_id, month=month,
+            community_name=await views.community_name(conn, community_id),
+            state=await views.month(conn, community_id, month), glance=await views.glance(conn, community_id, month),
+            waiting=await views.items(conn, community_id, month, "submitted", limit=200),
+            carried=await views.carried_out(conn, community_id, month),
+            signing=await views.signing(conn, community_id, month), quorum=review_settings().quorum,
+            objections=await views.objections(conn, community_id, "open"), local=lambda v: _local(v, tz),
+        )
 
 
 @router.get("/notice/{community_id}/{month}", response_class=HTMLResponse)
-async def notice(community_id: str, month: str, request: Request, detail: bool = False) -> HTMLResponse:
+async def notice(community_id: str, month: Annotated[str, PathParam(pattern=MONTH)], request: Request,
+                 detail: bool = False) -> HTMLResponse:
     """公示 is public: no login needed to read it. ``detail=1`` adds every item (for objections)."""
     rt: Runtime = request.app.state.runtime
-    pool, tz = rt.pool, rt.settings.timezone
-    state = await views.month(pool, community_id, month)
-    complete = bool(state and state["complete"])
-    lines = await views.notice_lines(pool, community_id, month) if complete else []
-    items = await views.notice_items(pool, community_id, month) if complete and detail else []
+    tz = rt.settings.timezone
+    async with views.snapshot(rt.pool) as conn:
+        state = await views.month(conn, community_id, month)
+        complete = bool(state and state["complete"])
+        lines = await views.notice_lines(conn, community_id, month) if complete else []
+        items = await views.notice_items(conn, community_id, month) if complete and detail else []
+        name = await views.community_name(conn, community_id)
     return _render("notice.html", community_id=community_id, month=month, state=state, lines=lines, items=items,
-                   detail=detail,
-                   community_name=await views.community_name(pool, community_id),
-                   local=lambda v: _local(v, tz), status=200 if state else 404)
+                   detail=detail, community_name=name, local=lambda v: _local(v, tz), status=200 if state else 404)

@@ -55,6 +55,36 @@ class VerificationOverruled(ItemDecision):
 
 
 @event
+class ItemCarriedOver(ItemDecision):
+    """An item whose month was certified before review saw it: reviewed in ``to_month`` instead.
+
+    ``month`` is the month it was declared for; later decisions on the item carry ``to_month``.
+    Never silently "submitted" for ever: the item ends certified, rejected, or carried explicitly.
+    """
+
+    to_month: str
+    reason: str
+
+
+@event
+class CertificationSigned(ReviewEvent):
+    """One leading-group member signed the month's digest from their own session.
+
+    The month is certified (awards + ``MonthCertified`` in the same append as the signature that
+    completes it) once the quorum has signed the same digest; a signature on an older digest
+    (the list changed since) no longer counts.
+    """
+
+    community_id: str
+    month: str
+    signer: str  # token subject
+    role: str  # secretary or leading_group
+    name: str = ""
+    digest: str
+    signed_at: dt.datetime
+
+
+@event
 class PointsAwarded(ReviewEvent):
     """One per certified item; always followed (same stream, same transaction) by ``MonthCertified``."""
 
@@ -104,6 +134,7 @@ class ObjectionRaised(ReviewEvent):
     item_id: str
     raised_by: str  # the resident (token subject)
     reason: str
+    raised_by_name: str = ""  # for the leading group's page (added later: may be empty)
 
 
 @event
@@ -147,6 +178,15 @@ class PointsCorrected(ReviewEvent):
     delta: int
     reason: str
     objection_id: str | None = None
+
+
+@event
+class ClockSet(ReviewEvent):
+    """A county admin moved the review service's clock (tests and demos; refused in production)."""
+
+    now: dt.datetime | None  # None: back to the real clock
+    offset_seconds: float
+    reason: str
 
 
 @event

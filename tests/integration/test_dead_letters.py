@@ -14,6 +14,7 @@ from services.declarations.certified import CertifiedMonths
 from shared import projection as projections
 from shared.envelope import encode_body, headers, source_for
 from shared.events.review import MonthCertified
+from shared.kafka import client_config
 from shared.projection import ProjectionRunner
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER, DECLARATIONS, REVIEW
@@ -51,7 +52,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_with_a_reason(
     async with pool.acquire() as conn:
         await projections.migrate(conn, TickLog())
     topic = DECLARATIONS.name(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**client_config(settings))
     await producer.start()
     try:
         for hs, value in BAD_RECORDS.values():
@@ -75,7 +76,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic_with_a_reason(
 
 
 async def dead_letter_reasons(settings: Settings, expect: int) -> list[str]:
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name(settings), bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name(settings), **client_config(settings),
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     reasons: list[str] = []
@@ -111,7 +112,7 @@ async def test_a_month_certified_from_the_wrong_source_or_topic_is_dead_lettered
     async with pool.acquire() as conn:
         await projections.migrate(conn, CertifiedMonths())
     kind = MonthCertified.type_name()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**client_config(settings))
     await producer.start()
     try:
         await producer.send_and_wait(REVIEW.name(settings), value=certified("2026-09"), key=b"c-01",

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import replay
 from shared.envelope import Envelope, encode_body, headers, source_for
-from shared.kafka import consumer_config
+from shared.kafka import client_config, consumer_config
 from shared.projection import ProjectionRunner, partitions_of
 from shared.relay import Relay
 from shared.settings import Settings
@@ -172,7 +172,7 @@ async def test_the_dedup_store_drops_a_copy_within_its_window_and_never_holds_mo
     ids = [uuid.uuid4() for _ in range(200)]
     # offsets 0..199 are events 1..200; offset 200 repeats the event at offset 150 (distance 50: the window)
     sends = [(ids[i], i + 1) for i in range(200)] + [(ids[150], 151)]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**client_config(settings))
     await producer.start()
     try:
         for event_id, n in sends:

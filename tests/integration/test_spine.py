@@ -19,6 +19,7 @@ from deploy.local import settings_env, stop_process
 from shared import projection as projections
 from shared import store as event_store
 from shared.envelope import source_for
+from shared.kafka import client_config
 from shared.projection import ProjectionRunner, partitions_of, table_digest
 from shared.relay import Relay
 from shared.settings import Settings
@@ -184,7 +185,7 @@ async def _all_published(pool: asyncpg.Pool) -> bool:
 
 
 async def _records_on(settings: Settings, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(**client_config(settings))
     await consumer.start()
     try:
         tps = await partitions_of(consumer, [topic])

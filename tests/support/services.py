@@ -16,14 +16,16 @@ import httpx
 from deploy.local import free_port, settings_env, stop_process, wait_until_ready
 from shared.auth import Principal, Role, issue_token
 from shared.settings import Settings
+from tests.support.settings import as_service
 
 
 @dataclass
 class RunningService:
     name: str
     url: str
-    settings: Settings
+    settings: Settings  # the test's settings (Kafka as admin) with the service's name and port
     process: subprocess.Popen[bytes]
+    service_settings: Settings | None = None  # what the process got: Kafka as the service's own principal
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -34,14 +36,19 @@ class RunningService:
 def running_service(name: str, settings: Settings, timeout: float = 60) -> Iterator[RunningService]:
     port = free_port()
     s = settings.model_copy(update={"service_name": name, "http_port": port})
+    # The service authenticates to Kafka as itself (its ACLs on this namespace are created first), as in
+    # `make up`; the test keeps its admin settings (e.g. to stand in for another service on its topic).
+    own = as_service(s, name)
+    env = settings_env(own)
+    env.pop("POINTS_SECRETS_FILE", None)  # its own credential only
     # The log goes to a file, not a pipe: a pipe nobody reads fills up (e.g. while Kafka is away) and hangs the service.
     log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=settings_env(s),
+    proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(f"service {name}", url, proc, Path(log.name), timeout)
-        yield RunningService(name, url, s, proc)
+        yield RunningService(name, url, s, proc, own)
     finally:
         stop_process(proc)
         log.close()

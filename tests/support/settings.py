@@ -8,8 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from deploy import credentials
+from deploy.local import run_sync
 from shared.settings import Settings
-from shared.topics import create_topics
+from shared.topics import BY_SERVICE, acl_bindings, create_acls, create_topics
 
 
 async def fresh_settings(bootstrap: str, dsn: str, **overrides: Any) -> Settings:
@@ -27,3 +29,22 @@ async def fresh_settings(bootstrap: str, dsn: str, **overrides: Any) -> Settings
     settings = Settings(**(values | overrides))
     await create_topics(settings)
     return settings
+
+
+def as_principal(settings: Settings, principal: str) -> Settings:
+    """``settings`` authenticating to Kafka as ``principal`` (a service name, "auditor" or "admin").
+    Unchanged when the test Kafka has no SASL (an external or container Kafka)."""
+    secrets = credentials.from_env()
+    if secrets is None:
+        return settings
+    return secrets.settings_for(settings, principal)  # type: ignore[no-any-return]
+
+
+def as_service(settings: Settings, service: str) -> Settings:
+    """``settings`` for a service process: its own Kafka credential, after creating (with the admin
+    credential of ``settings``) its ACLs on the namespace of ``settings``."""
+    secrets = credentials.from_env()
+    if secrets is None or service not in BY_SERVICE or settings.kafka_sasl_username != credentials.ADMIN:
+        return settings
+    run_sync(create_acls(settings, acl_bindings(settings, services=(service,), auditor=None)))
+    return as_principal(settings, service)

@@ -25,6 +25,12 @@ class Item:
     entered_by: str
     declared_by: str
     status: Status = "submitted"
+    carried_from: str | None = None  # the declared month, when the item was carried into ``month``
+    corrected: int = 0  # the sum of the corrections made to it so far
+
+    def by(self, person: str) -> bool:
+        """Declared or recorded by this person (separation of duties)."""
+        return person in (self.entered_by, self.declared_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,15 @@ class Signer:
 
 
 @dataclass(frozen=True, slots=True)
+class Signature:
+    """A member's signature on one digest of the month's certified list."""
+
+    signer: Signer
+    digest: str
+    signed_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class MonthState:
     community_id: str
     month: str
@@ -46,6 +61,7 @@ class MonthState:
     window_closes_at: dt.datetime | None = None
     finalised_at: dt.datetime | None = None
     channels: tuple[str, ...] = ()
+    signatures: tuple[Signature, ...] = ()
 
 
 def month_of(day: dt.date) -> str:
@@ -54,6 +70,11 @@ def month_of(day: dt.date) -> str:
 
 def local_date(now: dt.datetime, tz: str) -> dt.date:
     return now.astimezone(ZoneInfo(tz)).date()
+
+
+def local_time(when: dt.datetime, tz: str) -> str:
+    """A time as the county reads it (reasons and pages print Beijing time, never UTC)."""
+    return when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
 def last_day(month: str) -> dt.date:

@@ -1,16 +1,19 @@
-"""Browser: the leading group certifies a month with the quorum's sign-off, records the notice, sees the notice page."""
+"""Browser: two members sign the month from their own sessions and it is certified; the notice follows."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 
-from shared.auth import Role
+from shared.auth import Principal, Role, issue_token
 from shared.events.declarations import CommunityRegistered, SubjectRegistered
 from tests.integration.review.support import ReviewUnderTest, declaration, eventually, review_service
 from tests.support.services import token
@@ -18,6 +21,9 @@ from tests.support.services import token
 pytestmark = pytest.mark.e2e
 
 MONTH = "2026-09"
+SECRETARY = issue_token(Principal(sub="sec", role=Role.secretary, community="c-01", name="张书记"))
+MEMBER = issue_token(Principal(sub="lg-1", role=Role.leading_group, community="c-01", name="李委员"))
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", tempfile.gettempdir()))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -72,25 +78,48 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            context = await browser.new_context(locale="zh-CN")
-            await context.add_cookies([{"name": "points_token", "value": token("sec", Role.secretary, "c-01"),
-                                        "url": review.service.url}])
-            page = await context.new_page()
-            await page.goto(f"{review.service.url}/leading-group?community_id=c-01&month={MONTH}")
+            url = f"{review.service.url}/leading-group?community_id=c-01&month={MONTH}"
+            page = await session(browser, review, SECRETARY)
+            context = page.context
+            await page.goto(url)
             await expect(page.locator("#month-state")).to_have_text("未认定")
             await expect(page.locator("#glance")).to_contain_text("志愿服务参与")
             await expect(page.locator("#waiting")).to_contain_text("没有待审核的条目")
+            await expect(page.locator("#who")).to_have_text("张书记")
 
-            # the secretary alone is not a quorum: the page says why, and nothing is certified
-            await page.fill("#co-signer", "")
-            await page.evaluate("document.getElementById('co-signer').removeAttribute('required')")
-            await page.click("#certify-button")
-            await expect(page.locator("#message")).to_contain_text("至少 1 名其他领导小组成员")
+            # a body carrying someone else's token is refused, whoever sends it
+            refused = await page.evaluate("""async token => {
+                const r = await fetch("/certifications", {method: "POST", credentials: "same-origin",
+                  headers: {"content-type": "application/json", "idempotency-key": crypto.randomUUID()},
+                  body: JSON.stringify({community_id: "c-01", month: "2026-09", digest: "0".repeat(64),
+                                        co_signer_tokens: [token]})});
+                return [r.status, await r.json()]; }""", MEMBER)
+            assert refused[0] == 422 and refused[1]["error"] == "credential_in_body", refused
 
-            await page.fill("#co-signer", token("lg-1", Role.leading_group, "c-01"))
+            # the secretary signs from her own session: one signature is not a quorum
+            await page.check("#confirm")
             await page.click("#certify-button")
-            await expect(page.locator("#month-state")).to_have_text("已认定", timeout=20_000)
-            await expect(page.locator("#certified-count")).to_have_text("6")
+            await expect(page.locator("#message")).to_contain_text("还需 1 名其他领导小组成员签署")
+            await expect(page.locator("#signatures")).to_contain_text("张书记", timeout=20_000)
+            await expect(page.locator("#month-state")).to_have_text("未认定")
+            await expect(page.locator("#signed-already")).to_contain_text("等待其他成员")
+            await page.screenshot(path=str(SCREENSHOTS / "review-leading-group-one-signature.png"), full_page=True)
+
+            # the member signs the same list from his own session: the month is certified
+            member = await session(browser, review, MEMBER)
+            await member.goto(url)
+            await expect(member.locator("#who")).to_have_text("李委员")
+            await expect(member.locator("#signatures")).to_contain_text("有效")
+            await member.check("#confirm")
+            await member.click("#certify-button")
+            await expect(member.locator("#month-state")).to_have_text("已认定", timeout=20_000)
+            await expect(member.locator("#certified-count")).to_have_text("6")
+            await expect(member.locator("#signed-by")).to_have_text("李委员、张书记")
+            body = await member.locator("body").inner_text()
+            assert "c-01-i" not in body and "s-0" not in body and "lg-1" not in body  # names, never ids
+            await member.screenshot(path=str(SCREENSHOTS / "review-leading-group-certified.png"), full_page=True)
+            await page.reload()
+            await expect(page.locator("#month-state")).to_have_text("已认定")
 
             await page.click("#post-notice")
             await expect(page.locator("#month-state")).to_have_text("公示中", timeout=20_000)
@@ -119,3 +148,18 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
             await expect(page.locator("#objections")).to_contain_text("暂无待处理的异议", timeout=20_000)
         finally:
             await browser.close()
+
+
+async def session(browser: Browser, review: ReviewUnderTest, token: str) -> Page:
+    """One person's own browser session (their own login cookie)."""
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 1200, "height": 900})
+    await context.add_cookies([{"name": "points_token", "value": token, "url": review.service.url}])
+    return await context.new_page()
+
+
+async def test_the_clock_cannot_be_moved_where_it_is_not_allowed(review: ReviewUnderTest) -> None:
+    admin = token("admin", Role.county_admin, "*")
+    async with httpx.AsyncClient(base_url=review.service.url) as http:
+        r = await http.post("/admin/clock", json={"now": "2026-10-08T10:00:00+08:00", "reason": "试一试"},
+                            headers={"idempotency-key": str(uuid.uuid4()), "authorization": f"Bearer {admin}"})
+    assert r.status_code == 403 and r.json()["error"] == "clock_not_adjustable", r.text

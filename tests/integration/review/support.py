@@ -130,7 +130,8 @@ class ReviewUnderTest:
 
 
 @contextlib.asynccontextmanager
-async def review_service(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTest]:
+async def review_service(stack: tuple[str, str], *, clock_adjustable: bool = False
+                         ) -> AsyncIterator[ReviewUnderTest]:
     settings = await fresh_settings(*stack, topic_partitions=4)
     clock_dir = tempfile.TemporaryDirectory(prefix="review-clock-")
     clock_file = Path(clock_dir.name) / "now"
@@ -138,11 +139,13 @@ async def review_service(stack: tuple[str, str]) -> AsyncIterator[ReviewUnderTes
     feed = await DeclarationsFeed.start(settings)
     previous = os.environ.get("REVIEW_CLOCK_FILE")
     os.environ["REVIEW_CLOCK_FILE"] = str(clock_file)  # the child process inherits it (tests and demos only)
+    os.environ["REVIEW_CLOCK_ADJUSTABLE"] = "true" if clock_adjustable else "false"
     try:
         with running_service("review", settings) as svc:
             yield ReviewUnderTest(svc, settings, feed, clock_file)
     finally:
         clock_dir.cleanup()
+        os.environ.pop("REVIEW_CLOCK_ADJUSTABLE", None)
         if previous is None:
             os.environ.pop("REVIEW_CLOCK_FILE", None)
         else:

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -14,13 +15,25 @@ from aiokafka import AIOKafkaConsumer
 
 from services.review import handlers, state, views
 from services.review.board import DIGESTS, BoardProjection
+from services.review.domain import commands as c
+from services.review.domain.certification import awards_of
+from services.review.domain.evolve import ReviewState, fold
 from services.review.domain.model import Signer
 from services.review.items import ItemsProjection
 from services.review.settings import ReviewSettings
 from shared import projection as projections
 from shared import store as event_store
+from shared.commands import Rejected
 from shared.envelope import Envelope, decode, source_for
-from shared.events.review import CertifiedMonths, MonthCertified, ObjectionUpheld, PointsAwarded, PointsCorrected
+from shared.events.review import (
+    CertifiedMonths,
+    MonthCertified,
+    ObjectionUpheld,
+    PointsAwarded,
+    PointsCorrected,
+    ReviewEvent,
+    certification_digest,
+)
 from shared.kafka import consumer_config
 from shared.projection import ProjectionRunner, partitions_of, table_digest
 from shared.relay import Relay
@@ -59,6 +72,29 @@ def rec(actor: str, time: dt.datetime = LAST_DAY) -> Recorded:
     return Recorded(actor=actor, time=time, correlation_id=uuid.uuid4())
 
 
+def rules(community_id: str) -> c.Rules:
+    return ReviewSettings().rules(community_id, TZ)
+
+
+async def run(pool: asyncpg.Pool, store: EventStore, command: c.Command, actor: str,
+              time: dt.datetime = LAST_DAY) -> list[Envelope]:
+    """One command through the one path, in its own transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        return (await handlers.handle(conn, store, command, rules, rec(actor, time))).envelopes
+
+
+async def digest_now(pool: asyncpg.Pool, month: str = "2026-11") -> str:
+    async with pool.acquire() as conn:
+        return certification_digest(awards_of((await state.load(conn, "c-01", month_items=[month])).items_of(month)))
+
+
+async def certify(pool: asyncpg.Pool, store: EventStore, month: str = "2026-11") -> list[Envelope]:
+    """The secretary signs, then a member: the second signature certifies the month."""
+    digest = await digest_now(pool, month)
+    await run(pool, store, c.SignMonth("c-01", month, digest, SIGNERS[0], LAST_DAY), "sec")
+    return await run(pool, store, c.SignMonth("c-01", month, digest, SIGNERS[1], LAST_DAY), "lg-1")
+
+
 async def review_consumer(settings: Settings) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
     await consumer.start()
@@ -88,9 +124,7 @@ async def test_a_consumer_reading_while_a_month_is_published_sees_all_of_it_or_n
     await feed.publish([declaration(i) for i in range(n)])
     await ProjectionRunner(pool, ItemsProjection(), settings).catch_up()
     await pool.execute("insert into review_status select item_id, community_id, month, 'verified' from items")
-    async with pool.acquire() as conn, conn.transaction():
-        envs = await handlers.certify(conn, review_store, community_id="c-01", month="2026-11", signers=SIGNERS,
-                                      now=LAST_DAY, settings=ReviewSettings(), tz=TZ, recorded=rec("sec"))
+    envs = await certify(pool, review_store)
     closing = envs[-1].event
     assert isinstance(closing, MonthCertified) and closing.count == n
 
@@ -102,7 +136,7 @@ async def test_a_consumer_reading_while_a_month_is_published_sees_all_of_it_or_n
     consumer = await review_consumer(settings)
     months, read, prefixes_seen, board_samples = CertifiedMonths(), 0, 0, []
     try:
-        while read < len(envs):
+        while read < len(envs) + 1:  # the secretary's signature, then the member's append
             for records in (await consumer.getmany(timeout_ms=200, max_records=150)).values():
                 for r in records:
                     months.apply(decode(r.headers, r.key, r.value).event)
@@ -137,43 +171,32 @@ async def a_month_through_its_whole_life(pool: asyncpg.Pool, settings: Settings,
     ids = [f"c-01-i{i:06d}" for i in range(8)]
     out: dict[str, Any] = {}
 
-    async def tx(fn: Any, **kw: Any) -> list[Envelope]:
-        async with pool.acquire() as conn, conn.transaction():
-            return await fn(conn, store, **kw)  # type: ignore[no-any-return]
-
+    recorder, supervisor, sec = c.Actor("rec-2", "c-01"), c.Actor("sup-1", "c-01"), c.Actor("sec", "c-01")
     for item_id in [*ids[:6], "c-01-d000001"]:
-        await tx(handlers.decide_item, item_id=item_id, actor_community="c-01", decision="verified", note="",
-                 overrule=False, recorded=rec("rec-2"))
-    await tx(handlers.decide_item, item_id=ids[6], actor_community="c-01", decision="returned", note="补充照片",
-             overrule=False, recorded=rec("rec-2"))
-    await tx(handlers.decide_item, item_id=ids[7], actor_community="c-01", decision="rejected", note="重复",
-             overrule=False, recorded=rec("rec-2"))
-    await tx(handlers.decide_item, item_id=ids[7], actor_community="c-01", decision="verified", note="不是重复",
-             overrule=True, recorded=rec("sup-1"))
-    await tx(handlers.decide_item, item_id=ids[6], actor_community="c-01", decision="rejected", note="未补充",
-             overrule=False, recorded=rec("rec-2"))
-    out["certified"] = (await tx(handlers.certify, community_id="c-01", month="2026-11", signers=SIGNERS,
-                                 now=LAST_DAY, settings=ReviewSettings(), tz=TZ, recorded=rec("sec")))[-1].event
+        await run(pool, store, c.DecideItem(item_id, "verified", "", recorder), "rec-2")
+    await run(pool, store, c.DecideItem(ids[6], "returned", "补充照片", recorder), "rec-2")
+    await run(pool, store, c.DecideItem(ids[7], "rejected", "重复", recorder), "rec-2")
+    await run(pool, store, c.OverruleItem(ids[7], "verified", "不是重复", supervisor), "sup-1")
+    await run(pool, store, c.DecideItem(ids[6], "rejected", "未补充", recorder), "rec-2")
+    out["certified"] = (await certify(pool, store))[-1].event
     posted = LAST_DAY + dt.timedelta(hours=2)
-    await tx(handlers.post_notice, community_id="c-01", month="2026-11",
-             channels=["wechat_official_account", "party_wechat_group", "bulletin_board"], now=posted,
-             settings=ReviewSettings(), recorded=rec("sec", posted))
+    await run(pool, store, c.PostNotice("c-01", "2026-11", ("wechat_official_account", "party_wechat_group",
+                                                             "bulletin_board"), posted), "sec", posted)
     objections = []
     for resident, item_id in (("r-1", ids[0]), ("r-2", ids[1])):
-        async with pool.acquire() as conn, conn.transaction():
-            oid, _ = await handlers.object_to(conn, store, community_id="c-01", month="2026-11", item_id=item_id,
-                                              resident=resident, resident_community="c-01", reason="没见他参加",
-                                              now=posted, recorded=rec(resident, posted))
+        oid = str(uuid.uuid4())
+        await run(pool, store, c.RaiseObjection("c-01", "2026-11", item_id, resident, "c-01", "", "没见他参加", oid,
+                                                posted), resident, posted)
         objections.append(oid)
     later = posted + dt.timedelta(days=2)  # in December (Shanghai): corrections land in 2026-12
-    out["upheld"] = await tx(handlers.resolve, objection_id=objections[0], actor_community="c-01", uphold=True,
-                             delta=-2, reason="核实未参加", now=later, tz=TZ, recorded=rec("sec", later))
-    await tx(handlers.resolve, objection_id=objections[1], actor_community="c-01", uphold=False, delta=0,
-             reason="有签到记录", now=later, tz=TZ, recorded=rec("sec", later))
-    await tx(handlers.correct, community_id="c-01", item_id=ids[6], delta=2, reason="已补充照片，迟到更正", now=later,
-             tz=TZ, recorded=rec("sup-1", later))
+    out["upheld"] = await run(pool, store, c.ResolveObjection(objections[0], True, -2, "核实未参加", str(uuid.uuid4()),
+                                                              sec, later), "sec", later)
+    await run(pool, store, c.ResolveObjection(objections[1], False, 0, "有签到记录", str(uuid.uuid4()), sec, later),
+              "sec", later)
+    await run(pool, store, c.CorrectItem("c-01", ids[6], 2, "已补充照片，迟到更正", str(uuid.uuid4()), later),
+              "sup-1", later)
     final = posted + dt.timedelta(days=7, minutes=1)
-    await tx(handlers.finalise, community_id="c-01", month="2026-11", now=final, recorded=rec("sec", final))
+    await run(pool, store, c.FinaliseMonth("c-01", "2026-11", final), "sec", final)
     relay = Relay(pool, settings, source_for("review"))
     async with pool.acquire() as conn:
         while await relay.publish_batch(conn):
@@ -219,21 +242,69 @@ async def test_an_upheld_objection_reaches_a_downstream_consumer_as_a_correction
     assert sum(a.points for a in awards) == life["certified"].total == 7 * 2 - 3
 
 
-async def test_two_leading_groups_certifying_at_once_make_one_certification(
+async def test_two_signatures_decided_on_the_same_version_one_appends_the_other_is_decided_again(
     pool: asyncpg.Pool, settings: Settings, review_store: EventStore, feed: DeclarationsFeed
 ) -> None:
+    """Given a verified month, when the secretary and a member sign at the same moment (both decided on
+    the same stream version, neither seeing the other's signature), then one appends its signature and
+    the other conflicts, is decided again on the new state, and certifies the month: one certification."""
     await feed.publish([declaration(i) for i in range(50)])
     await ProjectionRunner(pool, ItemsProjection(), settings).catch_up()
     await pool.execute("insert into review_status select item_id, community_id, month, 'verified' from items")
+    digest = await digest_now(pool)
+    both_decided = asyncio.Barrier(2)
+    attempts: dict[str, list[int]] = {"sec": [], "lg-1": []}
 
-    async def certify_once() -> int:
+    async def sign(signer: Signer) -> handlers.Outcome:
+        async def decided(attempt: int) -> None:
+            attempts[signer.sub].append(attempt)
+            if attempt == 1:
+                await both_decided.wait()  # both first decisions are made before either appends
+
         async with pool.acquire() as conn, conn.transaction():
-            envs = await handlers.certify(conn, review_store, community_id="c-01", month="2026-11", signers=SIGNERS,
-                                          now=LAST_DAY, settings=ReviewSettings(), tz=TZ, recorded=rec("sec"))
-            await asyncio.sleep(0.2)  # hold the transaction open so the two overlap
-            return len(envs)
+            return await handlers.handle(conn, review_store, c.SignMonth("c-01", "2026-11", digest, signer, LAST_DAY),
+                                         rules, rec(signer.sub), decided=decided)
 
-    results = await asyncio.gather(certify_once(), certify_once(), return_exceptions=True)
-    outcomes = sorted(str(r) if isinstance(r, int) else getattr(r, "code", repr(r)) for r in results)
-    assert outcomes == ["51", "already_certified"]
-    assert await pool.fetchval("select count(*) from events where type like '%MonthCertified%'") == 1
+    first, second = await asyncio.gather(sign(SIGNERS[0]), sign(SIGNERS[1]))
+    outcomes = sorted([first, second], key=lambda o: o.attempts)
+    assert [o.attempts for o in outcomes] == [1, 2]
+    assert [type(e.event).__name__ for e in outcomes[0].envelopes] == ["CertificationSigned"]
+    redecided = outcomes[1].envelopes  # decided again on the state with the other signature: the quorum is met
+    assert type(redecided[-1].event) is MonthCertified and len(redecided) == 1 + 50 + 1
+    assert redecided[0].sequence == outcomes[0].envelopes[-1].sequence + 1  # appended at the new version
+    rows = await pool.fetch("select version, type from events where stream_id = 'community-c-01' order by version")
+    assert [r["version"] for r in rows] == list(range(1, 1 + 1 + 1 + 50 + 1))
+    assert sum("MonthCertified" in r["type"] for r in rows) == 1
+
+
+async def test_a_command_that_keeps_conflicting_is_refused_with_409_after_the_bounded_retries(
+    pool: asyncpg.Pool, settings: Settings, review_store: EventStore, feed: DeclarationsFeed
+) -> None:
+    await feed.publish([declaration(i) for i in range(3)])
+    await ProjectionRunner(pool, ItemsProjection(), settings).catch_up()
+
+    async def someone_else_appends(attempt: int) -> None:  # another command commits between decide and append
+        await run(pool, review_store, c.DecideItem(f"c-01-i{attempt:06d}", "verified", "", c.Actor("rec-3", "c-01")),
+                  "rec-3")
+
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            await handlers.handle(conn, review_store, c.DecideItem("c-01-i000000", "rejected", "重复",
+                                                                   c.Actor("rec-2", "c-01")),
+                                  rules, rec("rec-2"), attempts=2, decided=someone_else_appends)
+            raise AssertionError("expected a conflict")
+        except Rejected as refused:
+            assert (refused.status, refused.code) == (409, "conflict") and "冲突" in refused.reason
+
+
+async def test_the_snapshot_the_commands_decide_on_is_the_fold_of_the_stream(
+    pool: asyncpg.Pool, settings: Settings, review_store: EventStore, feed: DeclarationsFeed
+) -> None:
+    """The command side's SQL snapshot equals evolve folded over the community's whole stream."""
+    await a_month_through_its_whole_life(pool, settings, review_store, feed)
+    async with pool.acquire() as conn:
+        snapshot = await state.full(conn, "c-01")
+        stream = [e.event for e in await review_store.load(conn, "community-c-01") if isinstance(e.event, ReviewEvent)]
+    known = ReviewState("c-01", items={k: replace(i, status="submitted", month=i.carried_from or i.month,
+                                                  carried_from=None, corrected=0) for k, i in snapshot.items.items()})
+    assert fold(known, stream) == snapshot

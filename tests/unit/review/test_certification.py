@@ -1,4 +1,4 @@
-"""Monthly certification: given items and signers, when certifying, then awards + MonthCertified or a refusal."""
+"""Monthly certification: each member signs the month's digest; the quorum's last signature certifies it."""
 
 from __future__ import annotations
 
@@ -7,79 +7,121 @@ import hashlib
 
 import pytest
 
-from services.review.domain.certification import certify
-from services.review.domain.model import Item, MonthState, Signer
-from shared.commands import Rejected
-from shared.events.review import CertifiedMonths, MonthCertified, PointsAwarded, certification_digest
+from services.review.domain.certification import awards_of
+from services.review.domain.commands import Rules, SignMonth
+from services.review.domain.model import Signer
+from shared.events.review import (
+    CertificationSigned,
+    CertifiedMonths,
+    ItemCarriedOver,
+    MonthCertified,
+    PointsAwarded,
+    certification_digest,
+)
+
+from .support import MEMBER, MEMBER2, RULES, SECRETARY, SHANGHAI, given, item, refused, when
 
 pytestmark = pytest.mark.unit
 
-TZ = "Asia/Shanghai"
-SECRETARY = Signer("sec", "secretary", "c-01")
-MEMBER = Signer("lg-1", "leading_group", "c-01")
-MEMBER2 = Signer("lg-2", "leading_group", "c-01")
-LAST_DAY_MORNING = dt.datetime(2026, 11, 30, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+LAST_DAY_MORNING = dt.datetime(2026, 11, 30, 0, 30, tzinfo=SHANGHAI)
 
 
-def item(n: int, status: str = "verified", points: int = 5, by: str = "rec-1") -> Item:
-    return Item(f"i-{n:03d}", "c-01", "2026-11", f"s-{n % 3}", "resident", "community_building", "R1", points,
-                by, by, status)  # type: ignore[arg-type]
+def digest(items: list) -> str:  # type: ignore[type-arg]
+    return certification_digest(awards_of(items))
 
 
-def when_certifying(items: list[Item], signers: tuple[Signer, ...] = (SECRETARY, MEMBER), *,
-                    now: dt.datetime = LAST_DAY_MORNING, month: MonthState | None = None, quorum: int = 2) -> list:
-    return certify(month or MonthState("c-01", "2026-11"), signers, items, now=now, quorum=quorum, tz=TZ)
+def sign(items: list, signer: Signer, now: dt.datetime = LAST_DAY_MORNING,  # type: ignore[type-arg]
+         month: str = "2026-11", on: str | None = None) -> SignMonth:
+    return SignMonth("c-01", month, on or digest(items), signer, now)
 
 
-def refused(code: str, **kwargs: object) -> None:
-    items = kwargs.pop("items", [item(1)])
-    with pytest.raises(Rejected) as exc:
-        when_certifying(items, **kwargs)  # type: ignore[arg-type]
-    assert exc.value.code == code, exc.value.reason
-    assert exc.value.reason  # a zh-CN reason for the page
+def certified_by(items: list, *signers: Signer, rules: Rules = RULES) -> list:  # type: ignore[type-arg]
+    """Each signer signs in turn from their own session; returns the last signature's events."""
+    log: list = []  # type: ignore[type-arg]
+    for s in signers:
+        events = when(given(items, log), sign(items, s), rules)
+        log += events
+    return events
 
 
-def test_verified_items_become_awards_in_item_order_then_the_closing_event() -> None:
-    events = when_certifying([item(3), item(1, points=-2), item(2, status="rejected"), item(4, status="returned")])
-    expected: list[type] = [PointsAwarded, PointsAwarded, MonthCertified]
-    assert [type(e) for e in events] == expected
-    assert [e.item_id for e in events[:2]] == ["i-001", "i-003"]
+def test_the_first_signature_alone_certifies_nothing() -> None:
+    items = [item(1, "verified")]
+    events = when(given(items), sign(items, SECRETARY))
+    assert [type(e) for e in events] == [CertificationSigned]
+    assert (events[0].signer, events[0].name, events[0].digest) == ("sec", "张书记", digest(items))
+
+
+def test_the_signature_completing_the_quorum_certifies_in_one_append() -> None:
+    items = [item(3, "verified"), item(1, "verified", points=-2), item(2, "rejected"), item(4, "returned")]
+    events = certified_by(items, MEMBER, SECRETARY)
+    assert [type(e) for e in events] == [CertificationSigned, ItemCarriedOver, PointsAwarded, PointsAwarded,
+                                         MonthCertified]
+    carried = events[1]
+    assert (carried.item_id, carried.month, carried.to_month) == ("i-004", "2026-11", "2026-12")  # no limbo
+    assert [e.item_id for e in events[2:4]] == ["i-001", "i-003"]
     closing = events[-1]
-    assert (closing.count, closing.total, closing.signed_by) == (2, 3, ("lg-1", "sec"))
+    assert (closing.count, closing.total, closing.signed_by, closing.signer_names) == (
+        2, 3, ("lg-1", "sec"), ("李委员", "张书记"))
     lines = "i-001\ts-1\tresident\tcommunity_building\tR1\t-2\ni-003\ts-0\tresident\tcommunity_building\tR1\t5\n"
     assert closing.digest == hashlib.sha256(lines.encode()).hexdigest()
 
 
 def test_the_last_day_in_shanghai_counts_even_when_it_is_still_the_day_before_in_utc() -> None:
     assert LAST_DAY_MORNING.astimezone(dt.UTC).day == 29
-    assert when_certifying([item(1)])[-1].count == 1
+    assert certified_by([item(1, "verified")], SECRETARY, MEMBER)[-1].count == 1
 
 
 def test_refusals() -> None:
-    refused("too_early", now=dt.datetime(2026, 11, 29, 15, 59, tzinfo=dt.UTC))  # 23:59 on the 29th in Shanghai
-    refused("already_certified", month=MonthState("c-01", "2026-11", certified_at=LAST_DAY_MORNING))
-    refused("quorum_not_met", signers=(SECRETARY,))
-    refused("quorum_not_met", signers=(MEMBER, MEMBER2))  # no secretary
-    refused("quorum_not_met", signers=(SECRETARY, SECRETARY))  # the same person twice is one signer
-    refused("quorum_not_met", signers=(SECRETARY, MEMBER), quorum=3)
-    refused("not_a_member", signers=(SECRETARY, Signer("rec-1", "recorder", "c-01")))
-    refused("forbidden_community", signers=(SECRETARY, Signer("lg-9", "leading_group", "c-02")))
-    refused("items_waiting", items=[item(1), item(2, status="submitted")])
-    refused("own_item", items=[item(1, by="lg-1")])
+    items = [item(1, "verified")]
+    state = given(items)
+    assert refused(state, sign(items, SECRETARY, now=dt.datetime(2026, 11, 29, 15, 59, tzinfo=dt.UTC))
+                   ).code == "too_early"  # 23:59 on the 29th in Shanghai
+    assert refused(state, sign(items, Signer("rec-1", "recorder", "c-01"))).code == "not_a_member"
+    assert refused(state, sign(items, Signer("lg-9", "leading_group", "c-02"))).code == "forbidden_community"
+    assert refused(state, sign(items, SECRETARY, on="0" * 64)).code == "digest_changed"
+    waiting = [*items, item(2)]
+    assert refused(given(waiting), sign(waiting, SECRETARY)).code == "items_waiting"
+    signed = given(items, when(state, sign(items, SECRETARY)))
+    assert refused(signed, sign(items, SECRETARY)).code == "already_signed"
 
 
-def test_an_item_a_signer_recorded_is_certified_once_another_member_signs_too() -> None:
-    events = when_certifying([item(1, by="lg-1")], signers=(SECRETARY, MEMBER, MEMBER2))
-    assert events[-1].count == 1
+def test_a_repeat_after_certification_names_the_time_in_beijing_time() -> None:
+    items = [item(1, "verified")]
+    log = when(given(items), sign(items, SECRETARY))
+    log += when(given(items, log), sign(items, MEMBER))
+    got = refused(given(items, log), sign(items, MEMBER2))
+    assert got.code == "already_certified" and "2026-11-30 00:30" in got.reason  # not 2026-11-29 16:30 (UTC)
+
+
+def test_quorum_needs_the_secretary_and_as_many_members_as_the_setting_says() -> None:
+    items = [item(1, "verified")]
+    assert [type(e) for e in certified_by(items, MEMBER, MEMBER2)] == [CertificationSigned]  # no secretary
+    three = Rules(quorum=3)
+    assert [type(e) for e in certified_by(items, SECRETARY, MEMBER, rules=three)] == [CertificationSigned]
+    assert certified_by(items, SECRETARY, MEMBER, MEMBER2, rules=three)[-1].count == 1
+
+
+def test_nobody_certifies_their_own_item_so_another_member_must_sign_too() -> None:
+    items = [item(1, "verified", by="lg-1")]
+    assert [type(e) for e in certified_by(items, SECRETARY, MEMBER)] == [CertificationSigned]
+    assert certified_by(items, SECRETARY, MEMBER, MEMBER2)[-1].count == 1
+
+
+def test_a_signature_on_an_older_list_no_longer_counts() -> None:
+    before = [item(1, "verified")]
+    after = [item(1, "verified"), item(2, "verified")]
+    signed_old = when(given(before), sign(before, SECRETARY))
+    state = given(after, signed_old)
+    assert [type(e) for e in when(state, sign(after, MEMBER))] == [CertificationSigned]  # the secretary re-signs
 
 
 def test_an_empty_month_can_be_certified_with_nothing_in_it() -> None:
-    closing = when_certifying([])[-1]
+    closing = certified_by([], SECRETARY, MEMBER)[-1]
     assert (closing.count, closing.total, closing.digest) == (0, 0, hashlib.sha256(b"").hexdigest())
 
 
 def test_a_consumer_counts_a_month_only_once_all_its_awards_and_the_closing_event_are_in() -> None:
-    events = when_certifying([item(n) for n in range(1, 6)])
+    events = certified_by([item(n, "verified") for n in range(1, 6)], SECRETARY, MEMBER)
     consumer = CertifiedMonths()
     for ev in events[:-1]:
         consumer.apply(ev)
@@ -90,8 +132,8 @@ def test_a_consumer_counts_a_month_only_once_all_its_awards_and_the_closing_even
 
 
 def test_a_closing_event_without_all_its_awards_is_not_counted() -> None:
-    events = when_certifying([item(n) for n in range(1, 6)])
+    events = certified_by([item(n, "verified") for n in range(1, 6)], SECRETARY, MEMBER)
     consumer = CertifiedMonths()
-    for ev in events[1:]:
+    for ev in events[2:]:
         consumer.apply(ev)
     assert consumer.certified == {} and consumer.mismatched == [events[-1]]
