@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -163,7 +164,8 @@ async def test_a_replay_or_swap_aimed_at_live_tables_is_refused_and_changes_noth
     async with pool.acquire() as conn, conn.transaction():
         await store.append(conn, "tick-1", 0, [Ticked(n=1)], key="tick-1",
                            recorded=Recorded(actor="test", time=T0, correlation_id=uuid.uuid4()))
-    await pool.execute("insert into ticks values ($1, 'tick-1', 1, 1, 1)", uuid.uuid4())
+    hand_made = uuid.uuid4()  # a live row the log does not hold: a rebuild would not have it
+    await pool.execute("insert into ticks values ($1, 'tick-1', 1, 1, 1)", hand_made)
 
     for target in ("public", "ticks_new"):
         with pytest.raises(replay.LiveTablesRefused, match="refusing to replay ticklog into schema"):
@@ -178,7 +180,29 @@ async def test_a_replay_or_swap_aimed_at_live_tables_is_refused_and_changes_noth
     _, err = await asyncio.wait_for(cli.communicate(), 60)
     print(err.decode().strip().splitlines()[-1])
     assert cli.returncode == 2 and "it holds the live read model" in err.decode()
-    assert await pool.fetchval("select count(*) from ticks") == 1
+    assert await pool.fetchval("select event_id from ticks") == hand_made
+
+    # The explicit way: rebuild into the scratch schema, then swap it live (both from the command line).
+    relay = Relay(pool, settings, source_for("declarations", settings))
+    async with pool.acquire() as conn, pool.acquire() as marker:
+        await relay.drain(conn, marker)
+    await relay.close()
+    built = json.loads(await cli_run(settings, "rebuild", "tests.support.spine:TickLog", "--workers", "1"))
+    swapped = json.loads(await cli_run(settings, "swap", "tests.support.spine:TickLog"))
+    print(f"rebuild: {built}\nswap: {swapped}")
+    assert (built["schema"], built["events"], built["rows"]) == ("replay_ticklog", 1, {"ticks": 1})
+    assert swapped["generation"] == 1 and swapped["previous_live_kept_in"] == "replay_ticklog"
+    assert await pool.fetchval("select n from ticks") == 1 and await pool.fetchval("select count(*) from ticks") == 1
+    assert await pool.fetchval("select event_id from replay_ticklog.ticks") == hand_made
+
+
+async def cli_run(settings: Settings, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.projection", *args, env=settings_env(settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 async def _live_rows(pool: asyncpg.Pool, n: int) -> bool:
