@@ -7,7 +7,8 @@
 - ``swap`` puts a scratch build live in one transaction, under the exclusive form of the lock
   every runner transaction takes in shared form: the tables change schema both ways (the old
   live model stays in the scratch schema: swapping again undoes it), the offsets and dedup ids
-  are exchanged with them, and the generation is bumped so running runners seek again.
+  are exchanged with them, and the generation is bumped so running runners seek again (to the
+  build's offsets: the one explicit step back, after which they catch up the rest of the log).
 - A replay or swap aimed at the live schema, or at a schema not named ``replay_…``, is refused.
 """
 
@@ -181,6 +182,8 @@ async def swap(pool: asyncpg.Pool, projection: Projection, scratch: str | None =
         if missing:
             raise LiveTablesRefused(f"nothing to swap: {schema} lacks {', '.join(missing)} (run rebuild first)")
         async with conn.transaction():
+            # a reader holding a live table for long makes the swap fail with a clear error, not hang
+            await conn.execute("set local lock_timeout = '30s'")
             await conn.execute("select pg_advisory_xact_lock($1, hashtext($2))", LOCK_CLASS, name)
             hold = f"{PREFIX}swap_{name}"[:63]
             await conn.execute(f'drop schema if exists "{hold}" cascade; create schema "{hold}"')
