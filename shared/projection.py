@@ -1,38 +1,53 @@
 """The projection runner: Kafka -> a read model in the service's PostgreSQL, effect exactly once.
 
 - Offsets live in ``projection_offsets``, written in the same transaction as the rows they
-  produced; on assignment the consumer seeks to them (Kafka's committed offsets are not used).
-- Event ids already applied are kept in ``projection_seen``: a record published twice (a relay
-  that crashed between send and mark) is applied once.
-- A record that cannot be decoded or applied goes to the dead-letter topic with its reason.
-- ``catch_up(rebuild=True)`` empties the read model and replays from offset 0; ``until`` stops
-  each partition at the first event recorded after that time (replay "as of").
-- ``rebuild(..., workers=N)`` shares the partitions among N processes (one per core) for a
-  projection whose partitions never touch the same rows (``partition_local``).
+  produced, and only move forward (the upsert keeps the greater offset).
+- Nothing from a partition is applied before it sits at its stored offset. aiokafka hands out
+  records of a newly assigned partition as soon as it has a position, even while the rebalance
+  listener is still awaiting; it returns nothing of a paused partition and drops what it fetched
+  before a ``seek``. So the listener pauses the partitions before its first await, seeks them to
+  the stored offsets, then resumes them; records of a partition not yet seeked, or below its
+  seek position, are discarded; and each transaction skips records below the offset stored in
+  Postgres, read under row lock (a partition moving between two members of the group).
+- Dedup by event id is the second guard, against a relay that published an event twice (crash
+  between send and mark): the copy lands on the same partition (same key) a few relay batches
+  later. ``projection_dedup`` keeps the ids of the last ``dedup_window`` offsets of each
+  partition: a copy within that distance is applied once; the table never holds more than
+  ``dedup_window`` rows per partition.
+- Transient database errors (deadlock, serialization failure, lock timeout, connection trouble)
+  roll the whole transaction back and retry it: never dead-lettered, never marked seen.
+- A record that cannot be decoded or applied, or whose event type is not its owning service's
+  (wrong ``source`` or wrong topic), goes to the dead-letter topic with its reason.
+- Replays (rebuild, "as of" a time) run into a scratch schema and go live only by an explicit
+  swap (shared/replay.py), which takes the lock every runner transaction takes (shared): a
+  runner that sees a swapped generation seeks again to the swapped-in offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import gc
-import multiprocessing
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from shared.envelope import Envelope, UndecodableRecord, decode
+from shared.envelope import Envelope, UndecodableRecord, decode, source_for
+from shared.events import UnknownEventType, event_class
 from shared.kafka import consumer_config, producer_config
 from shared.logging import get_logger
 from shared.settings import Settings
-from shared.topics import DEAD_LETTER, Topic
+from shared.topics import BY_SERVICE, DEAD_LETTER, Topic
+
+if TYPE_CHECKING:
+    from shared.replay import Replay
 
 log = get_logger("projection")
 
@@ -44,16 +59,46 @@ create table if not exists projection_offsets (
     next_offset bigint not null,
     primary key (projection, topic, partition)
 );
-create table if not exists projection_seen (
-    projection text not null,
-    source     text not null,
-    event_id   uuid not null,
-    primary key (projection, source, event_id)
+create table if not exists projection_dedup (
+    projection   text not null,
+    topic        text not null,
+    partition    integer not null,
+    event_offset bigint not null,
+    source       text not null,
+    event_id     uuid not null,
+    constraint projection_dedup_pkey primary key (projection, topic, partition, event_offset),
+    constraint projection_dedup_event unique (projection, source, event_id)
 );
+-- bumped by every swap: a runner seeing another generation seeks again to the stored offsets
+create table if not exists projection_live (
+    projection text primary key,
+    generation bigint not null
+);
+drop table if exists projection_seen;  -- the unbounded dedup store it replaces
 """
 
-# Connection trouble is not the record's fault: let the runner stop and restart, never dead-letter.
-TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.CancelledError)
+# A replay fills projection_dedup without them and builds them once at the end (far cheaper).
+DEDUP_CONSTRAINTS = ("projection_dedup_pkey primary key (projection, topic, partition, event_offset)",
+                     "projection_dedup_event unique (projection, source, event_id)")
+# pg_advisory_xact_lock(LOCK_CLASS, hashtext(projection)): shared by every runner commit, exclusive by a swap
+LOCK_CLASS = 7421
+DEDUP_WINDOW = 10_000  # offsets per partition: a relay re-sends within a batch or two (relay_batch_size 2000)
+RETRIES = 8
+# SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
+TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Deadlock, serialization failure, lock or statement timeout, connection trouble, a server
+    shutting down, a cached plan invalidated by a swap: the same transaction will succeed later."""
+    if isinstance(exc, asyncpg.InterfaceError | OSError | asyncio.TimeoutError | asyncpg.InvalidCachedStatementError):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and bool(state) and str(state).startswith(TRANSIENT_SQLSTATES)
+
+
+class Reseek(Exception):
+    """A swap put another read model live: its offsets, not the consumer's positions, are the truth."""
 
 
 class Projection(ABC):
@@ -61,11 +106,12 @@ class Projection(ABC):
 
     name: str
     topics: tuple[Topic, ...]
-    tables: tuple[str, ...]  # emptied on rebuild
-    schema: str  # DDL, idempotent
+    tables: tuple[str, ...]  # what a replay builds and a swap puts live
+    schema: str  # DDL, idempotent, unqualified names (a replay runs it in a scratch schema)
     # True when the rows written for one partition's events are never written for another's
     # (every key's rows stay with its partition): then partitions can be rebuilt in parallel.
     partition_local: bool = False
+    dedup_window: int = DEDUP_WINDOW
 
     @abstractmethod
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None: ...
@@ -83,6 +129,33 @@ async def table_digest(conn: asyncpg.Connection, table: str, order_by: str) -> s
     )
 
 
+class Owners:
+    """Consumers accept an event type only from its owning service's source on its owning topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._accepted: set[tuple[str, str, str]] = set()
+
+    def refusal(self, topic: str, env: Envelope) -> str | None:
+        if (topic, env.type, env.source) in self._accepted:
+            return None
+        try:
+            service = event_class(env.type).SERVICE
+        except UnknownEventType as exc:
+            return str(exc)
+        owning = BY_SERVICE.get(service)
+        if owning is None:
+            return f"{env.type}: service {service!r} has no topic of its own"
+        if owning.name(self.settings) != topic:
+            return f"{env.type} belongs on {owning.name(self.settings)} ({service}'s topic), not on {topic}"
+        sources = (source_for(service, self.settings), f"/hezhang/{service}")  # the second: records before issue 9
+        if env.source not in sources:
+            return f"{env.type} comes only from {sources[0]}, not from {env.source!r}"
+        if len(self._accepted) < 4096:  # a handful in practice; never a store a forger can grow
+            self._accepted.add((topic, env.type, env.source))
+        return None
+
+
 Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
 Prepared = tuple[
     list[tuple[ConsumerRecord[Any, Any], Envelope]],
@@ -91,7 +164,7 @@ Prepared = tuple[
 ]
 
 
-def prepare(batch: Batch) -> Prepared:
+def prepare(batch: Batch, owners: Owners) -> Prepared:
     """Decode a batch (CPU only): the good envelopes, the dead records with reasons, next offsets."""
     good: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
     dead: list[tuple[ConsumerRecord[Any, Any], str]] = []
@@ -99,20 +172,26 @@ def prepare(batch: Batch) -> Prepared:
     for tp, records in batch.items():
         for record in records:
             try:
-                good.append((record, decode(record.headers, record.key, record.value)))
+                env = decode(record.headers, record.key, record.value)
             except UndecodableRecord as exc:
                 dead.append((record, str(exc)))
+            else:
+                refusal = owners.refusal(tp.topic, env)
+                if refusal is None:
+                    good.append((record, env))
+                else:
+                    dead.append((record, f"wrong source: {refusal}"))
             offsets[tp] = record.offset + 1
     return good, dead, offsets
 
 
-async def prepare_cooperatively(batch: Batch, chunk: int = 250) -> Prepared:
+async def prepare_cooperatively(batch: Batch, owners: Owners, chunk: int = 250) -> Prepared:
     """``prepare`` in slices, yielding to the event loop between them so the previous batch's
     SQL round trips keep moving while this one is decoded."""
     out: Prepared = ([], [], {})
     for tp, records in batch.items():
         for i in range(0, len(records), chunk):
-            good, dead, offsets = prepare({tp: records[i:i + chunk]})
+            good, dead, offsets = prepare({tp: records[i:i + chunk]}, owners)
             out[0].extend(good)
             out[1].extend(dead)
             out[2].update(offsets)
@@ -168,29 +247,82 @@ def _record_time(record: ConsumerRecord[Any, Any]) -> dt.datetime | None:
     return None
 
 
+Good = list[tuple[ConsumerRecord[Any, Any], Envelope]]
+
+
+class RecentIds:
+    """The dedup store of a replay, in memory: the ids of the last ``window`` offsets of each
+    partition. Those within ``window`` of a partition's end offset are also written to
+    ``projection_dedup`` with their batch (the store a swap hands to the live runner)."""
+
+    def __init__(self, window: int, end: dict[TopicPartition, int]) -> None:
+        self.window = window
+        self.keep_from = {(tp.topic, tp.partition): offset - window for tp, offset in end.items()}
+        self.ids: set[tuple[str, int]] = set()
+        self.by_partition: dict[tuple[str, int], collections.deque[tuple[int, str, int]]] = {}
+
+    def fresh(self, good: Good, offsets: dict[TopicPartition, int]) -> tuple[Good, Good]:
+        """The records to apply, and those of them to write to ``projection_dedup``."""
+        out, kept, ids = [], [], self.ids
+        for record, env in good:
+            key = (env.source, env.id.int)  # .int: UUID.__hash__ is a Python-level call
+            if key in ids:
+                continue
+            ids.add(key)
+            tp = (record.topic, record.partition)
+            queue = self.by_partition.get(tp)
+            if queue is None:
+                queue = self.by_partition[tp] = collections.deque()
+            queue.append((record.offset, env.source, key[1]))
+            out.append((record, env))
+            if record.offset >= self.keep_from.get(tp, 0):
+                kept.append((record, env))
+        for tp, next_offset in offsets.items():
+            queue = self.by_partition.get((tp.topic, tp.partition))
+            floor = next_offset - self.window
+            while queue and queue[0][0] < floor:
+                _, source, event_id = queue.popleft()
+                ids.discard((source, event_id))
+        return out, kept
+
+
 class ProjectionRunner:
     def __init__(self, pool: asyncpg.Pool, projection: Projection, settings: Settings) -> None:
         self.pool = pool
         self.projection = projection
         self.settings = settings
         self.topic_names = [t.name(settings) for t in projection.topics]
-        self.group_id = f"{settings.topic_namespace}.projection.{projection.name}"
+        # The deployment (its database) is in the group id: two installations sharing a topic
+        # namespace must not split the partitions between them.
+        self.group_id = f"{settings.topic_namespace}.{settings.deployment}.projection.{projection.name}"
+        self.owners = Owners(settings)
         self.consumer: AIOKafkaConsumer | None = None
         self.dead_letter_producer: AIOKafkaProducer | None = None
         self.applied = 0
         self.dead_lettered = 0
+        self.fetched = 0  # records handed to the runner by the consumer
+        self.discarded = 0  # of those, below the partition's stored offset (already applied): never applied
+        self.retried = 0  # transactions rolled back by a transient error and run again
+        self.batch_records = 5000  # at most per transaction (a replay takes more)
         self.ready = asyncio.Event()
+        self.positions: dict[TopicPartition, int] = {}  # partitions seeked to their stored offset, next offset
+        self.generation = 0
+        self._lock = (LOCK_CLASS, projection.name)
         self._pending: asyncio.Task[None] | None = None
-        # During a rebuild the read model starts empty, so dedup can be decided in memory and
-        # projection_seen filled by COPY (much faster than insert … on conflict … returning).
-        self._rebuild_seen: set[tuple[str, Any]] | None = None
+        self._failure: BaseException | None = None
+        # A replay into a scratch schema has one writer per partition and starts empty: dedup in
+        # memory, no locks, no offset checks (see catch_up(fresh=True)).
+        self._recent: RecentIds | None = None
 
     # ---- offsets -------------------------------------------------------------------------
     async def stored_offsets(self) -> dict[TopicPartition, int]:
-        rows = await self.pool.fetch(
-            "select topic, partition, next_offset from projection_offsets where projection = $1",
-            self.projection.name,
-        )
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            self.generation = await conn.fetchval(
+                "select coalesce((select generation from projection_live where projection = $1), 0)",
+                self.projection.name)
+            rows = await conn.fetch(
+                "select topic, partition, next_offset from projection_offsets where projection = $1",
+                self.projection.name)
         return {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
     async def seek_to_stored(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
@@ -200,6 +332,23 @@ class ProjectionRunner:
                 consumer.seek(tp, stored[tp])
             else:
                 await consumer.seek_to_beginning(tp)
+            self.positions[tp] = stored.get(tp, 0)
+
+    def admit(self, batch: Batch) -> Batch:
+        """Only records of a partition seeked to its stored offset, from that offset on."""
+        out: Batch = {}
+        for tp, records in batch.items():
+            self.fetched += len(records)
+            position = self.positions.get(tp)
+            if position is None:
+                self.discarded += len(records)
+                continue
+            keep = [r for r in records if r.offset >= position] if records[0].offset < position else records
+            self.discarded += len(records) - len(keep)
+            if keep:
+                out[tp] = keep
+                self.positions[tp] = keep[-1].offset + 1
+        return out
 
     async def lag(self) -> int:
         consumer = self.consumer
@@ -214,12 +363,13 @@ class ProjectionRunner:
 
     # ---- one batch -----------------------------------------------------------------------
     async def process(self, batch: Batch, *, dead_letter: bool = True) -> None:
-        await self.commit(prepare(batch), dead_letter=dead_letter)
+        await self.commit(prepare(batch, self.owners), dead_letter=dead_letter)
 
     async def process_pipelined(self, batch: Batch, *, dead_letter: bool = True) -> None:
         """Decode this batch while the previous one is still being written (order is kept:
-        commits run one after another)."""
-        prepared = await prepare_cooperatively(batch)
+        commits run one after another). Raises what the previous commit raised, and then this
+        batch is not committed."""
+        prepared = await prepare_cooperatively(batch, self.owners)
         await self.flush()
         self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter))
 
@@ -229,76 +379,126 @@ class ProjectionRunner:
             await pending
 
     async def commit(self, prepared: Prepared, *, dead_letter: bool = True) -> None:
+        """One transaction: rows, offsets, dedup ids; retried whole on a transient error."""
+        # In a replay, dedup is decided once, in memory, before the transaction (and its retries).
+        in_memory = None if self._recent is None else self._recent.fresh(prepared[0], prepared[2])
+        for attempt in range(1, RETRIES + 1):
+            try:
+                applied, dead = await self._commit_once(prepared, dead_letter, in_memory)
+                break
+            except Exception as exc:
+                if not is_transient(exc) or attempt == RETRIES:
+                    raise
+                self.retried += 1
+                delay = min(0.05 * 2 ** attempt, 3.0)
+                log.warning("projection.retry", projection=self.projection.name, attempt=attempt, error=repr(exc),
+                            retry_in_s=delay)
+                await asyncio.sleep(delay)
+        self.applied += applied
+        self.dead_lettered += len(dead)
+        for record, reason in dead:
+            log.warning("projection.dead_letter", projection=self.projection.name, topic=record.topic,
+                        partition=record.partition, offset=record.offset, reason=reason)
+
+    async def _commit_once(self, prepared: Prepared, dead_letter: bool,
+                           in_memory: tuple[list[tuple[Any, Envelope]], list[tuple[Any, Envelope]]] | None
+                           ) -> tuple[int, list[tuple[Any, str]]]:
         good, dead, offsets = prepared
-        dead = list(dead)
         async with self.pool.acquire() as conn, conn.transaction():
             # A read model is rebuildable and its offsets commit with its rows: losing the last
             # transactions in a database crash only means consuming them again.
-            await conn.execute("set local synchronous_commit = off")
-            fresh = await self._unseen(conn, good)
+            if in_memory is not None:
+                await conn.execute("set local synchronous_commit = off")
+                fresh, kept = in_memory
+                if kept:
+                    await self._remember(conn, kept, conflicts=False)
+            else:
+                good, dead = await self._live_checks(conn, good, dead, offsets)
+                fresh = await self._remember(conn, good, conflicts=True)
+            dead = list(dead)
             if fresh:
                 try:
                     async with conn.transaction():
                         await self.projection.apply(conn, [env for _, env in fresh])
-                except TRANSIENT:
-                    raise
-                except Exception:
-                    # Find the culprit(s): apply one at a time, each in its own savepoint.
-                    for record, env in fresh:
-                        try:
-                            async with conn.transaction():
-                                await self.projection.apply(conn, [env])
-                        except TRANSIENT:
-                            raise
-                        except Exception as exc:
-                            dead.append((record, f"cannot apply {env.type} {env.id}: {exc!r}"))
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    dead += await self._apply_one_by_one(conn, fresh)
             await conn.execute(
                 """insert into projection_offsets (projection, topic, partition, next_offset)
                    select $1, t, p, o from unnest($2::text[], $3::int[], $4::bigint[]) as u(t, p, o)
-                   on conflict (projection, topic, partition) do update set next_offset = excluded.next_offset""",
+                   on conflict (projection, topic, partition)
+                   do update set next_offset = greatest(projection_offsets.next_offset, excluded.next_offset)""",
                 self.projection.name, [tp.topic for tp in offsets], [tp.partition for tp in offsets],
                 list(offsets.values()),
             )
-            if dead:
-                self.dead_lettered += len(dead)
-                if dead_letter:
-                    await self._dead_letter(dead)  # before the commit: a crash re-sends, never loses
-                for record, reason in dead:
-                    log.warning("projection.dead_letter", projection=self.projection.name, topic=record.topic,
-                                partition=record.partition, offset=record.offset, reason=reason)
-            self.applied += len(fresh)
+            if in_memory is None:
+                await conn.execute(
+                    """delete from projection_dedup d using unnest($2::text[], $3::int[], $4::bigint[]) as u(t, p, o)
+                       where d.projection = $1 and d.topic = u.t and d.partition = u.p and d.event_offset < u.o""",
+                    self.projection.name, [tp.topic for tp in offsets], [tp.partition for tp in offsets],
+                    [o - self.projection.dedup_window for o in offsets.values()],
+                )
+            if dead and dead_letter:
+                await self._dead_letter(dead)  # before the commit: a crash re-sends, never loses
+        return len(fresh), dead
 
-    async def _unseen(
-        self, conn: asyncpg.Connection, good: list[tuple[ConsumerRecord[Any, Any], Envelope]]
-    ) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
+    async def _apply_one_by_one(self, conn: asyncpg.Connection, fresh: list[tuple[Any, Envelope]]
+                                ) -> list[tuple[Any, str]]:
+        """Find the culprit(s): apply one at a time, each in its own savepoint."""
+        dead = []
+        for record, env in fresh:
+            try:
+                async with conn.transaction():
+                    await self.projection.apply(conn, [env])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                dead.append((record, f"cannot apply {env.type} {env.id}: {exc!r}"))
+        return dead
+
+    async def _live_checks(self, conn: asyncpg.Connection, good: list[tuple[Any, Envelope]],
+                           dead: list[tuple[Any, str]], offsets: dict[TopicPartition, int]
+                           ) -> tuple[list[tuple[Any, Envelope]], list[tuple[Any, str]]]:
+        """Take the swap lock (shared), check the generation, skip what is below the stored offsets."""
+        await conn.fetchval("select set_config('synchronous_commit', 'off', true), "
+                            "pg_advisory_xact_lock_shared($1, hashtext($2))", *self._lock)
+        generation = await conn.fetchval(  # a statement of its own: its snapshot is taken after the lock
+            "select coalesce((select generation from projection_live where projection = $1), 0)", self.projection.name)
+        if generation != self.generation:
+            raise Reseek(f"{self.projection.name}: generation {self.generation} -> {generation}")
+        rows = await conn.fetch(
+            """select o.topic, o.partition, o.next_offset from projection_offsets o
+               join unnest($2::text[], $3::int[]) as u(t, p) on o.topic = u.t and o.partition = u.p
+               where o.projection = $1 for update of o""",
+            self.projection.name, [tp.topic for tp in offsets], [tp.partition for tp in offsets])
+        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        if not any(stored.get((tp.topic, tp.partition), 0) > 0 for tp in offsets):
+            return good, dead
+
+        def new(record: ConsumerRecord[Any, Any]) -> bool:
+            return bool(record.offset >= stored.get((record.topic, record.partition), 0))
+
+        kept_good, kept_dead = [g for g in good if new(g[0])], [d for d in dead if new(d[0])]
+        self.discarded += len(good) + len(dead) - len(kept_good) - len(kept_dead)
+        return kept_good, kept_dead
+
+    async def _remember(self, conn: asyncpg.Connection, good: list[tuple[ConsumerRecord[Any, Any], Envelope]], *,
+                        conflicts: bool) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
+        """Write the ids to ``projection_dedup``; with ``conflicts``, return only those not there yet."""
         if not good:
             return []
-        if self._rebuild_seen is not None:
-            seen, fresh = self._rebuild_seen, []
-            for record, env in good:
-                if (env.source, env.id.int) not in seen:  # .int: UUID.__hash__ is a Python-level call
-                    seen.add((env.source, env.id.int))
-                    fresh.append((record, env))
-            by_source: dict[str, list[Any]] = {}
-            for _, env in fresh:
-                by_source.setdefault(env.source, []).append(env.id)
-            for source, ids in by_source.items():  # one uuid[] parameter: far cheaper than a row per id
-                await conn.execute("insert into projection_seen select $1, $2, unnest($3::uuid[])",
-                                   self.projection.name, source, ids)
-            return fresh
-        new = await conn.fetch(
-            """insert into projection_seen (projection, source, event_id)
-               select $1, s, e from unnest($2::text[], $3::uuid[]) as u(s, e)
-               on conflict do nothing returning source, event_id""",
-            self.projection.name, [env.source for _, env in good], [env.id for _, env in good],
-        )
-        fresh_ids = {(r["source"], r["event_id"]) for r in new}
-        out = []
-        for record, env in good:
-            if (env.source, env.id) in fresh_ids:
-                fresh_ids.discard((env.source, env.id))  # a duplicate inside one batch counts once
-                out.append((record, env))
-        return out
+        columns = (self.projection.name, [r.topic for r, _ in good], [r.partition for r, _ in good],
+                   [r.offset for r, _ in good], [env.source for _, env in good], [env.id for _, env in good])
+        sql = """insert into projection_dedup (projection, topic, partition, event_offset, source, event_id)
+                 select $1, t, p, o, s, e from unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::uuid[])
+                 as u(t, p, o, s, e)"""
+        if not conflicts:
+            await conn.execute(sql, *columns)
+            return good
+        new = await conn.fetch(sql + " on conflict do nothing returning topic, partition, event_offset", *columns)
+        inserted = {(r["topic"], r["partition"], r["event_offset"]) for r in new}
+        return [(r, env) for r, env in good if (r.topic, r.partition, r.offset) in inserted]
 
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord[Any, Any], str]]) -> None:
         if self.dead_letter_producer is None:
@@ -327,28 +527,50 @@ class ProjectionRunner:
 
         class SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
-                await runner.flush()  # offsets go to Postgres with the rows; nothing else to hand over
+                for tp in revoked:
+                    runner.positions.pop(tp, None)
+                try:
+                    await runner.flush()  # offsets go to Postgres with the rows; nothing else to hand over
+                except Reseek:
+                    pass  # whatever is assigned next is seeked to the stored offsets anyway
+                except Exception as exc:  # the run loop raises it: aiokafka would only log it
+                    runner._failure = exc
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
-                assert runner.consumer is not None
-                await runner.seek_to_stored(runner.consumer, assigned)
+                consumer.pause(*assigned)  # before the first await: nothing handed out from a wrong offset
+                try:
+                    await runner.seek_to_stored(consumer, assigned)
+                except Exception as exc:  # stay paused; the run loop raises it and the runner restarts
+                    runner._failure = exc
+                    return
+                consumer.resume(*assigned)
                 runner.ready.set()
 
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=self.group_id)
         consumer.subscribe(self.topic_names, listener=SeekToStored())
         self.consumer = consumer
         await consumer.start()
-        log.info("projection.started", projection=self.projection.name, topics=self.topic_names)
+        log.info("projection.started", projection=self.projection.name, topics=self.topic_names,
+                 group_id=self.group_id)
         try:
             while not stop.is_set():
-                batch = await fetch_batch(consumer)
-                if batch:
-                    await self.process_pipelined(batch)
-                else:
-                    await self.flush()
+                if self._failure is not None:
+                    raise self._failure
+                batch = self.admit(await fetch_batch(consumer, max_records=self.batch_records))
+                try:
+                    if batch:
+                        await self.process_pipelined(batch)
+                    else:
+                        await self.flush()
+                except Reseek as exc:
+                    log.info("projection.reseek", projection=self.projection.name, reason=str(exc))
+                    await self.seek_to_stored(consumer, consumer.assignment())
             await self.flush()
         finally:
             self.consumer = None
+            if self._pending is not None:
+                self._pending.cancel()
+            self.positions.clear()
             await consumer.stop()
             await self.close()
 
@@ -357,23 +579,22 @@ class ProjectionRunner:
             await self.dead_letter_producer.stop()
             self.dead_letter_producer = None
 
-    # ---- rebuild and replay "as of" ------------------------------------------------------
-    async def reset(self) -> None:
-        """Empty the read model, its offsets and its seen ids (the start of a rebuild)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            for table in self.projection.tables:
-                await conn.execute(f"truncate {table}")
-            await conn.execute("delete from projection_offsets where projection = $1", self.projection.name)
-            await conn.execute("delete from projection_seen where projection = $1", self.projection.name)
-
-    async def catch_up(self, *, rebuild: bool = False, until: dt.datetime | None = None,
-                       share: Collection[TopicPartition] | None = None, fresh: bool = False) -> int:
+    # ---- catching up (tests, tools) and replays into a scratch schema ---------------------
+    async def catch_up(self, *, until: dt.datetime | None = None, share: Collection[TopicPartition] | None = None,
+                       fresh: bool = False) -> int:
         """Read every partition (or the ``share`` given) up to its end offset at the start of the
-        call; returns events applied. ``fresh``: the read model was just reset (dedup in memory)."""
-        with gc_paused():
-            return await self._catch_up(rebuild, until, share, fresh)
+        call; returns events applied. ``fresh``: a replay into an empty scratch schema (the pool's
+        search_path), refused anywhere else; ``until`` stops each partition at its first event
+        recorded after that time."""
+        if fresh:
+            from shared.replay import refuse_live
 
-    async def _catch_up(self, rebuild: bool, until: dt.datetime | None, share: Collection[TopicPartition] | None,
+            async with self.pool.acquire() as conn:
+                refuse_live(await conn.fetchval("select current_schema()"), self.projection)
+        with gc_paused():
+            return await self._catch_up(until, share, fresh)
+
+    async def _catch_up(self, until: dt.datetime | None, share: Collection[TopicPartition] | None,
                         fresh: bool) -> int:
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=None)
         await consumer.start()
@@ -384,82 +605,55 @@ class ProjectionRunner:
                 tps = [tp for tp in tps if tp in share]
             consumer.assign(tps)
             end = await consumer.end_offsets(tps)
-            if rebuild:
-                await self.reset()
-            if rebuild or fresh:
-                self._rebuild_seen = set()  # duplicates share their key, so their partition: all in view
+            if fresh:
+                self._recent = RecentIds(self.projection.dedup_window, end)
             await self.seek_to_stored(consumer, tps)
-            remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
-            while remaining:
-                batch = await fetch_batch(consumer, *remaining, wait_ms=500, max_records=20_000)
-                todo: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
-                for tp, records in batch.items():
-                    keep = []
-                    for record in records:
-                        if record.offset >= end[tp]:
-                            break
-                        when = None if until is None else _record_time(record)
-                        if until is not None and when is not None and when > until:
-                            remaining.discard(tp)
-                            break
-                        keep.append(record)
-                    if keep:
-                        todo[tp] = keep
-                        if keep[-1].offset + 1 >= end[tp]:
-                            remaining.discard(tp)
-                if todo:
-                    await self.process_pipelined(todo, dead_letter=not (rebuild or fresh))
-            await self.flush()
+            remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
+            while True:
+                while remaining:
+                    batch = self.admit(await fetch_batch(consumer, *remaining, wait_ms=500,
+                                                          max_records=20_000 if fresh else self.batch_records))
+                    todo = _until(batch, end, until, remaining)
+                    try:
+                        if todo:
+                            await self.process_pipelined(todo, dead_letter=not fresh)
+                    except Reseek:
+                        await self.seek_to_stored(consumer, tps)
+                        remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
+                try:
+                    await self.flush()
+                    break
+                except Reseek:
+                    await self.seek_to_stored(consumer, tps)
+                    remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
         finally:
-            self._rebuild_seen = None
+            self._recent = None
             await consumer.stop()
             await self.close()
         return self.applied - start_applied
 
 
-async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings, *,
-                  until: dt.datetime | None = None, workers: int = 1) -> int:
-    """Empty the projection and replay the log into it; returns events applied.
+def _until(batch: Batch, end: dict[TopicPartition, int], until: dt.datetime | None,
+           remaining: set[TopicPartition]) -> Batch:
+    """The records before each partition's end offset (and before ``until``); a partition that got
+    there leaves ``remaining``."""
+    todo: Batch = {}
+    for tp, records in batch.items():
+        keep = []
+        for record in records:
+            if record.offset >= end[tp]:
+                break
+            when = None if until is None else _record_time(record)
+            if until is not None and when is not None and when > until:
+                remaining.discard(tp)
+                break
+            keep.append(record)
+        if keep:
+            todo[tp] = keep
+            if keep[-1].offset + 1 >= end[tp]:
+                remaining.discard(tp)
+    return todo
 
-    With ``workers`` > 1 and a partition-local projection, the partitions are shared out: this
-    process replays the first share while worker processes replay the others."""
-    runner = ProjectionRunner(pool, projection, settings)
-    if workers <= 1 or not projection.partition_local:
-        return await runner.catch_up(rebuild=True, until=until)
-    consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, runner.topic_names)
-    finally:
-        await consumer.stop()
-    shares = [tps[i::workers] for i in range(workers) if tps[i::workers]]
-    if len(shares) < 2:  # a single partition: nothing to share out
-        return await runner.catch_up(rebuild=True, until=until)
-    await runner.reset()
-    spec = f"{type(projection).__module__}:{type(projection).__qualname__}"
-    loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(len(shares) - 1, mp_context=multiprocessing.get_context("spawn")) as executor:
-        others = [loop.run_in_executor(executor, _replay_share, spec, settings, [(tp.topic, tp.partition) for tp in s],
-                                       until) for s in shares[1:]]  # fmt: skip
-        here = await runner.catch_up(share=shares[0], fresh=True, until=until)
-        return here + sum(await asyncio.gather(*others))
-
-
-def _replay_share(spec: str, settings: Settings, share: list[tuple[str, int]], until: dt.datetime | None) -> int:
-    """Worker process of ``rebuild``: replay one share of the partitions into the emptied projection."""
-    from shared.events import load_catalogue
-
-    load_catalogue()
-
-    async def replay() -> int:
-        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-        try:
-            runner = ProjectionRunner(pool, load_projection(spec), settings)
-            return await runner.catch_up(share={TopicPartition(t, p) for t, p in share}, fresh=True, until=until)
-        finally:
-            await pool.close()
-
-    return uvloop.run(replay())  # the loop the services run on (uvicorn with uvloop)
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
@@ -487,26 +681,41 @@ def load_projection(spec: str) -> Projection:
     return cls()
 
 
+async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings, **options: Any) -> Replay:
+    """``shared.replay.rebuild``: replay into a scratch schema (kept here for callers of the old name)."""
+    from shared import replay
+
+    return await replay.rebuild(pool, projection, settings, **options)
+
+
 async def main(argv: Sequence[str]) -> None:
-    """python -m shared.projection run|rebuild|as-of <module:Class> [ISO time] [--workers N]"""
+    """python -m shared.projection run|rebuild|as-of|swap <module:Class> [ISO time] [--workers N] [--scratch S]"""
     import argparse
+    import json
     import os
     import signal
 
+    from shared import replay
     from shared.events import load_catalogue
     from shared.logging import configure_logging
     from shared.settings import get_settings
 
-    parser = argparse.ArgumentParser(prog="python -m shared.projection", description="Run or rebuild a projection.")
-    parser.add_argument("command", choices=("run", "rebuild", "as-of"))
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.projection",
+        description="Run a projection; replay it into a scratch schema (rebuild, as-of); swap a scratch build live.")
+    parser.add_argument("command", choices=("run", "rebuild", "as-of", "swap"))
     parser.add_argument("projection", help="module:Class, e.g. services.declarations.ledger:LedgerProjection")
     parser.add_argument("time", nargs="?", type=dt.datetime.fromisoformat,
                         help="as-of: replay up to this ISO time (with its time zone)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="rebuild/as-of: processes sharing the partitions (default: one per core)")
+    parser.add_argument("--scratch", help="rebuild/as-of: the scratch schema to build (replay_<name>, or "
+                        "replay_<name>_as_of); swap: the one to put live. Never the live schema.")
     args = parser.parse_args(argv)
     if args.command == "as-of" and (args.time is None or args.time.tzinfo is None):
         parser.error("as-of needs an ISO time with its time zone, e.g. 2026-11-30T23:59:59+08:00")
+    if args.command != "as-of" and args.time is not None:
+        parser.error(f"{args.command} takes no time (as-of does)")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     load_catalogue()
@@ -526,8 +735,16 @@ async def main(argv: Sequence[str]) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             await ProjectionRunner(pool, projection, settings).run(stop)
-        else:
-            print(await rebuild(pool, projection, settings, until=args.time, workers=args.workers))
+            return
+        try:
+            if args.command == "swap":
+                print(json.dumps(await replay.swap(pool, projection, args.scratch), indent=2))
+            else:
+                built = await replay.rebuild(pool, projection, settings, until=args.time, workers=args.workers,
+                                             into=args.scratch)
+                print(json.dumps(built.as_dict(), indent=2))
+        except replay.LiveTablesRefused as exc:
+            parser.exit(2, f"python -m shared.projection: {exc}\n")
     finally:
         await pool.close()
 

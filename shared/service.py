@@ -80,10 +80,10 @@ def create_app(
                 await conn.execute(schema)
             await conn.execute("select pg_advisory_unlock(7420000)")
         rt = Runtime(settings=settings, pool=pool,
-                     store=store.EventStore(source_for(name), BY_SERVICE[name].name(settings)))
+                     store=store.EventStore(source_for(name, settings), BY_SERVICE[name].name(settings)))
         app.state.runtime = rt
         if settings.run_relay:
-            relay = rt.relay = Relay(pool, settings, source_for(name))
+            relay = rt.relay = Relay(pool, settings, source_for(name, settings))
             rt.tasks["relay"] = asyncio.create_task(supervise("relay", partial(relay.run, stop), stop))
         if settings.run_projections:
             for p in projection_list:
@@ -122,7 +122,9 @@ def create_app(
         body["projections"] = {}
         for pname, runner in rt.runners.items():
             body["projections"][pname] = {"assigned": runner.ready.is_set(), "lag": await runner.lag(),
-                                          "applied": runner.applied, "dead_lettered": runner.dead_lettered}
+                                          "applied": runner.applied, "dead_lettered": runner.dead_lettered,
+                                          "discarded": runner.discarded, "retried": runner.retried,
+                                          "group_id": runner.group_id}
             ok = ok and not rt.tasks[pname].done()
         body["status"] = "ready" if ok else "not ready"
         return JSONResponse(jsonable_encoder(body), status_code=200 if ok else 503)

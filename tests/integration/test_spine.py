@@ -117,19 +117,19 @@ async def test_projection_killed_mid_run_still_applies_each_event_once(pool: asy
         await relay
     await then_exactly_once_in_order(pool)
 
-    # Rebuilding from offset 0 gives a byte-identical table.
+    # Rebuilding from offset 0 (into a scratch schema) gives a byte-identical table.
     async with pool.acquire() as conn:
         before = await table_digest(conn, "ticks", "stream_id, seq")
-    applied = await ProjectionRunner(pool, TickLog(), settings).catch_up(rebuild=True)
-    assert applied == STREAMS * PER_STREAM
+    built = await projections.rebuild(pool, TickLog(), settings)
+    assert built.events == STREAMS * PER_STREAM
     async with pool.acquire() as conn:
-        assert await table_digest(conn, "ticks", "stream_id, seq") == before
+        assert await table_digest(conn, f"{built.schema}.ticks", "stream_id, seq") == before
 
     # So does a rebuild shared out over worker processes.
-    applied = await projections.rebuild(pool, TickLog(), settings, workers=3)
-    assert applied == STREAMS * PER_STREAM
+    built = await projections.rebuild(pool, TickLog(), settings, workers=3)
+    assert built.events == STREAMS * PER_STREAM
     async with pool.acquire() as conn:
-        assert await table_digest(conn, "ticks", "stream_id, seq") == before
+        assert await table_digest(conn, f"{built.schema}.ticks", "stream_id, seq") == before
 
 
 async def test_relay_killed_mid_run_loses_nothing_and_doubles_nothing(pool: asyncpg.Pool, settings: Settings) -> None:
@@ -166,10 +166,10 @@ async def test_replay_as_of_a_time_stops_there(pool: asyncpg.Pool, settings: Set
     stop_relay.set()
     await relay
     for workers in (1, 2):
-        applied = await projections.rebuild(pool, TickLog(), settings, until=T0 + dt.timedelta(seconds=45),
-                                            workers=workers)
-        assert applied == STREAMS * 50  # chunks at 0, 10, 20, 30, 40 s
-        assert await pool.fetchval("select max(n) from ticks") == 50
+        built = await projections.rebuild(pool, TickLog(), settings, until=T0 + dt.timedelta(seconds=45),
+                                          workers=workers)
+        assert built.events == STREAMS * 50  # chunks at 0, 10, 20, 30, 40 s
+        assert await pool.fetchval(f"select max(n) from {built.schema}.ticks") == 50
 
 
 async def _count_over(pool: asyncpg.Pool, n: int) -> bool:
@@ -211,9 +211,9 @@ async def test_a_rebuild_asked_for_more_workers_than_partitions_still_applies_ev
             await relay.drain(conn, marker)
         await relay.close()
 
-        applied = await projections.rebuild(pool, TickLog(), settings, workers=4)
+        built = await projections.rebuild(pool, TickLog(), settings, workers=4)
 
-        assert applied == 15
-        assert await pool.fetchval("select count(*) from ticks where seq = applied and n = seq") == 15
+        assert built.events == 15
+        assert await pool.fetchval(f"select count(*) from {built.schema}.ticks where seq = applied and n = seq") == 15
     finally:
         await pool.close()

@@ -15,7 +15,7 @@ from shared.topics import DECLARATIONS
 
 @event
 class Ticked(Event):
-    SERVICE: ClassVar[str] = "spinetest"
+    SERVICE: ClassVar[str] = "declarations"  # consumers accept it only from the declarations source and topic
     n: int
 
 
