@@ -39,7 +39,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from shared.envelope import Envelope, UndecodableRecord, decode, source_for
+from shared.envelope import Envelope, UndecodableRecord, decode, legacy_source, source_for
 from shared.events import UnknownEventType, event_class
 from shared.kafka import consumer_config, producer_config
 from shared.logging import get_logger
@@ -148,7 +148,7 @@ class Owners:
             return f"{env.type}: service {service!r} has no topic of its own"
         if owning.name(self.settings) != topic:
             return f"{env.type} belongs on {owning.name(self.settings)} ({service}'s topic), not on {topic}"
-        sources = (source_for(service, self.settings), f"/hezhang/{service}")  # the second: records before issue 9
+        sources = (source_for(service, self.settings), legacy_source(service))  # the second: records before issue 9
         if env.source not in sources:
             return f"{env.type} comes only from {sources[0]}, not from {env.source!r}"
         if len(self._accepted) < 4096:  # a handful in practice; never a store a forger can grow

@@ -38,7 +38,7 @@ create table events (
 );
 create index events_unpublished on events (position) where published_at is null;
 """
-OLD_TYPE = "points.spinetest.Ticked.v1"
+OLD_TYPE = "points.declarations.Ticked.v1"  # the test event is owned by declarations
 T0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 
 
