@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 STACK_ARGS ?=
 
-.PHONY: venv up down wipe status test lint bench
+.PHONY: venv up down wipe status verify test lint bench
 
 venv: .venv/.installed
 
@@ -24,6 +24,9 @@ wipe: venv
 
 status: venv
 	$(PY) -m deploy.stack status
+
+verify: venv
+	$(PY) -m deploy.stack verify
 
 test: venv
 	$(PY) -c 'from deploy.local import REPO_ROOT, ensure_kafka_libs; print("kafka libs:", ensure_kafka_libs(REPO_ROOT))'
