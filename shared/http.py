@@ -16,6 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.commands import Rejected
 
 IdempotencyKey = Annotated[str, Header(min_length=8, max_length=128)]  # every command carries one
+# Ids (subjects, communities, rules, units…) travel in URLs and CSV files: letters, digits and . _ : -
+# only, starting with a letter or digit (an id with a space, a slash or an emoji is unreachable).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
 class RequestBody(BaseModel):

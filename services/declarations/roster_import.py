@@ -49,7 +49,11 @@ def rows_of(data: bytes, filename: str) -> Iterator[list[str]]:
             text = data.decode("gb18030")  # Excel on Chinese Windows saves CSV in GBK
         except UnicodeDecodeError as exc:
             raise UnreadableFile("文件编码无法识别（请用 UTF-8 或 GBK 保存的 CSV，或 .xlsx）") from exc
-    yield from csv.reader(io.StringIO(text))
+    # newline=None: CR-only (old Mac Excel) and CRLF files read like LF ones
+    try:
+        yield from csv.reader(io.StringIO(text, newline=None))
+    except csv.Error as exc:
+        raise UnreadableFile("CSV 文件格式有误（请用 Excel 另存为“CSV UTF-8”后再导入）") from exc
 
 
 def _xlsx_rows(data: bytes) -> Iterator[list[str]]:

@@ -12,37 +12,11 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-CATEGORIES: dict[str, str] = {
-    "party_organization": "安置地党支部和党小组",
-    "party_member": "党员",
-    "mass_organization": "群团组织",
-    "resident": "居民",
-    "family": "家庭",
-    "employed": "创业就业者",
-    "community_cadre": "社区干部",
-    "volunteer": "志愿者",
-    "building_head": "楼栋长",
-    "property_staff": "物业人员（保洁员）",
-}
+from shared.vocabulary import CATEGORIES, DIMENSIONS, ENTRY_STAFF
 
-DIMENSIONS: dict[str, str] = {
-    "political_quality": "政治思想素质",
-    "leading_development": "带领发展能力",
-    "duty_performance": "履职尽责素质",
-    "service_to_people": "为民服务水平",
-    "affairs_handling": "处理事务能力",
-    "dispute_mediation": "矛盾纠纷调处",
-    "training_employment": "组织培训就业成效",
-    "community_building": "社区建设参与",
-    "livelihood_employment": "生活工作就业",
-    "law_abiding": "遵纪守法表现",
-    "civility_hygiene": "文明卫生表现",
-    "volunteer_service": "志愿服务参与",
-    "family_tradition": "家风家教情况",
-    "social_morality": "社会公德表现",
-}
+__all__ = ["CATEGORIES", "DIMENSIONS", "CatalogueVersion", "Rule", "RuleCatalogue", "catalogue_from_data"]
 
-STAFF_ROLES = ("recorder", "supervisor")  # deductions: recorders and supervisors only
+STAFF_ROLES = ENTRY_STAFF  # deductions: recorders and supervisors only
 
 
 class CatalogueError(ValueError):

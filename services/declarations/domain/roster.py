@@ -9,8 +9,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from services.declarations.domain.catalogue import CATEGORIES
-from shared.commands import Rejected
+from services.declarations.domain.state import OrgUnit, Subject
+from shared.errors import Rejected
 from shared.events.declarations import (
     CommunityRegistered,
     OrgUnitAdded,
@@ -18,6 +18,7 @@ from shared.events.declarations import (
     SubjectMovedOut,
     SubjectRegistered,
 )
+from shared.vocabulary import CATEGORIES
 
 # seed: 联合党委-党总支-党支部-党小组, grid cells (楼栋、车间、志愿队伍) under a branch
 UNIT_PARENTS: dict[str, tuple[str | None, ...]] = {
@@ -32,27 +33,6 @@ UNIT_PARENTS: dict[str, tuple[str | None, ...]] = {
 KINDS = ("person", "family", "organisation")
 ORGANISATION_CATEGORIES = ("party_organization", "mass_organization")
 GENDERS = ("female", "male")
-
-
-@dataclass(frozen=True)
-class OrgUnit:
-    unit_id: str
-    community_id: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class Subject:
-    subject_id: str
-    community_id: str
-    kind: str
-    name: str
-    categories: tuple[str, ...]
-    registered_on: dt.date
-    moved_out_on: dt.date | None = None
-
-    def active_on(self, day: dt.date) -> bool:
-        return self.registered_on <= day and (self.moved_out_on is None or day < self.moved_out_on)
 
 
 @dataclass(frozen=True)
