@@ -129,7 +129,7 @@ async def rules(request: Request, category: str | None = None, month: str | None
     return {"month": month, "version": version.version if version else None,
             "effective_month": version.effective_month if version else None,
             "rules": [r.to_json() for r in catalogue.rules_for(month, category)],
-            "categories": CATEGORIES}
+            "categories": dict(CATEGORIES)}
 
 
 def _tz(request: Request) -> dt.tzinfo:

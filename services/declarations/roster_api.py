@@ -152,24 +152,12 @@ async def import_roster(request: Request, principal: Me, idempotency_key: Idempo
         raise Rejected(str(exc), code="roster_file_unreadable") from exc
     if not parsed:
         raise Rejected("文件中没有数据行", code="empty_roster")
-    unreadable = [{"row": p.row, "subject_id": p.spec.subject_id if p.spec else "", "problems": p.problems}
-                  for p in parsed if p.problems or p.spec is None]
-    if unreadable:
-        raise Rejected(f"{len(unreadable)} 行有误，整个文件未导入", code="roster_rows_refused", rows=unreadable)
-    specs = tuple(p.spec for p in parsed if p.spec is not None)
-    rows = {n: p.row for n, p in enumerate(parsed, start=1)}  # the decision numbers specs 1..n; the file has a header
-    command = RegisterSubjects(ctx.actor, ctx.today, community_id, specs)
+    command = RegisterSubjects(ctx.actor, ctx.today, community_id, tuple(p.spec for p in parsed),
+                               tuple(p.row for p in parsed), tuple(tuple(p.problems) for p in parsed))
     payload = {"community_id": community_id, "file_sha256": hashlib.sha256(data).hexdigest()}
-    try:
-        return await ctx.run(command, "import_roster", idempotency_key, payload,
-                             lambda _, ids: (201, {"imported": len(specs), "rows": [], "event_ids": ids}))
-    except Rejected as exc:
-        if exc.code == "roster_rows_refused":
-            for r in exc.detail.get("rows", []):
-                r["row"] = rows.get(r["row"], r["row"])
-            raise Rejected(f"{len(exc.detail['rows'])} 行有误，整个文件未导入", code="roster_rows_refused",
-                           rows=exc.detail["rows"]) from exc
-        raise
+    n = len(parsed)
+    return await ctx.run(command, "import_roster", idempotency_key, payload,
+                         lambda _, ids: (201, {"imported": n, "rows": [], "event_ids": ids}))
 
 
 @router.get("/communities")

@@ -34,7 +34,7 @@ class UnreadableFile(ValueError):
 @dataclass
 class ParsedRow:
     row: int
-    spec: SubjectSpec | None
+    spec: SubjectSpec
     problems: list[str] = field(default_factory=list)
 
 

@@ -110,6 +110,8 @@ class AddOrgUnit(Command):
 class RegisterSubjects(Command):
     community_id: str
     specs: tuple[SubjectSpec, ...]
+    rows: tuple[int, ...] = ()  # a file's row numbers, one per spec (an import)
+    known_problems: tuple[tuple[str, ...], ...] = ()  # what reading the file found, one per spec
 
 
 @dataclass(frozen=True)

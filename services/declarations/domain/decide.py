@@ -202,7 +202,7 @@ def _register_subjects(c: RegisterSubjects, st: State) -> list[Event]:
     return list(roster.register_subjects(
         c.community_id, community is not None, c.specs, {s.subject_id for s in c.specs if s.subject_id in st.subjects},
         community.units if community else {}, {i for i, k in kinds.items() if k == "family"},
-        {i for i, k in kinds.items() if k == "person"}))
+        {i for i, k in kinds.items() if k == "person"}, c.rows, c.known_problems))
 
 
 def _on_subject(c: ChangeCategories | MoveOut, st: State) -> Subject | None:

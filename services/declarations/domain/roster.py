@@ -115,8 +115,10 @@ def _category_problems(kind: str, categories: Sequence[str]) -> list[str]:
 
 def register_subjects(community_id: str, community_known: bool, specs: Sequence[SubjectSpec],
                       taken: set[str], units: Mapping[str, OrgUnit], families: set[str], persons: set[str],
+                      rows: Sequence[int] = (), known_problems: Sequence[Sequence[str]] = (),
                       ) -> list[SubjectRegistered]:
-    """All or nothing: any bad spec refuses the lot, with every problem per row (1-based)."""
+    """All or nothing: any bad spec refuses the lot, with every problem per row (1-based, or the file's
+    row numbers ``rows``; ``known_problems``: what reading the file already found, per spec)."""
     if not community_known:
         raise Rejected(f"没有登记社区 {community_id}", code="unknown_community")
     ids = [s.subject_id for s in specs]
@@ -124,12 +126,13 @@ def register_subjects(community_id: str, community_known: bool, specs: Sequence[
     persons = persons | {s.subject_id for s in specs if s.kind == "person"}
     report = []
     for n, spec in enumerate(specs, start=1):
-        problems = spec_problems(spec, community_id=community_id, taken=spec.subject_id in taken,
+        problems = list(known_problems[n - 1]) if known_problems else []
+        problems += spec_problems(spec, community_id=community_id, taken=spec.subject_id in taken,
                                  units=units, families=families, persons=persons)
         if ids.count(spec.subject_id) > 1:
             problems.append(f"编号 {spec.subject_id} 在本次导入中重复")
         if problems:
-            report.append({"row": n, "subject_id": spec.subject_id, "problems": problems})
+            report.append({"row": rows[n - 1] if rows else n, "subject_id": spec.subject_id, "problems": problems})
     if not specs:
         raise Rejected("没有要登记的主体", code="empty_roster")
     if report:
