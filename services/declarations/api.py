@@ -20,14 +20,16 @@ from services.declarations.domain.intake import ItemRequest
 from shared.auth import Role, current_principal, require_community, require_role
 from shared.events import Event
 from shared.events.declarations import PointsItem
-from shared.http import ID_PATTERN, IdempotencyKey, RequestBody
-from shared.vocabulary import CATEGORIES
+from shared.http import ID_PATTERN, MONTH_PATTERN, IdempotencyKey, RequestBody, SchemeDate
+from shared.vocabulary import CATEGORIES, as_json
 
 router = APIRouter()
 READERS = (Role.recorder, Role.supervisor, Role.leading_group, Role.secretary, Role.auditor, Role.county_admin)
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+QueryId = Annotated[str, Query(min_length=1, max_length=64, pattern=ID_PATTERN)]
+CATEGORY_PATTERN = "^(" + "|".join(CATEGORIES) + ")$"
 Evidence = Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=20)]
 
 
@@ -36,7 +38,7 @@ class ItemBody(RequestBody):
     subject_id: Id
     rule_code: Id
     quantity: int = Field(1, ge=1, le=1000)
-    occurred_on: dt.date
+    occurred_on: SchemeDate
     evidence: Evidence = Field(default_factory=list)
     category: str | None = Field(None, max_length=32)
 
@@ -97,8 +99,8 @@ async def deduct(body: DeductBody, request: Request, principal: Me,
 
 
 @router.get("/subjects", tags=["roster"])
-async def find_subjects(request: Request, principal: Me, community_id: str,
-                        q: str = "", include_moved_out: bool = False,
+async def find_subjects(request: Request, principal: Me, community_id: QueryId,
+                        q: Annotated[str, Query(max_length=100)] = "", include_moved_out: bool = False,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
     """Find a subject by name or id (recorders at the desk)."""
     require_role(principal, *READERS)
@@ -118,7 +120,9 @@ async def find_subjects(request: Request, principal: Me, community_id: str,
 
 
 @router.get("/rules", tags=["catalogue"])
-async def rules(request: Request, category: str | None = None, month: str | None = None) -> dict[str, Any]:
+async def rules(request: Request, category: Annotated[str | None, Query(pattern=CATEGORY_PATTERN)] = None,
+                month: Annotated[str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM")] = None,
+                ) -> dict[str, Any]:
     """The rule catalogue in force for a month (default: the current one), optionally for one category."""
     if month is None:
         ctx_now = request.app.state.clock()
@@ -136,3 +140,9 @@ def _tz(request: Request) -> dt.tzinfo:
     import zoneinfo
 
     return zoneinfo.ZoneInfo(request.app.state.runtime.settings.timezone)
+
+
+@router.get("/vocabulary", tags=["catalogue"])
+async def vocabulary() -> dict[str, Any]:
+    """The zh-CN words for categories, dimensions, statuses, channels and roles (shared.vocabulary)."""
+    return as_json()

@@ -3,16 +3,15 @@ and the county admin's token command."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from services.declarations.api import Evidence, Id, PathId
+from services.declarations.api import Evidence, Id, PathId, QueryId
 from services.declarations.context import Me, context
 from services.declarations.domain.commands import (
     CompleteNeed,
@@ -27,17 +26,17 @@ from services.declarations.domain.commands import (
 from shared.auth import Principal, Role, issue_token, require_community, require_role
 from shared.events import Event
 from shared.events.declarations import PointsItem
-from shared.http import IdempotencyKey, RequestBody
+from shared.http import IdempotencyKey, RequestBody, SchemeDate, Title
 
 router = APIRouter(tags=["bulk intake"])
 
 
 class AttendanceBody(RequestBody):
     community_id: Id
-    title: str = Field(min_length=1, max_length=200)
+    title: Title
     rule_code: Id
     quantity: int = Field(1, ge=1, le=1000)
-    occurred_on: dt.date
+    occurred_on: SchemeDate
     subject_ids: list[Id] = Field(min_length=1, max_length=2000)
     evidence: Evidence = Field(default_factory=list)
 
@@ -50,16 +49,16 @@ class WorkLine(RequestBody):
 
 class WorkReportBody(RequestBody):
     community_id: Id
-    enterprise: str = Field(min_length=1, max_length=200)
+    enterprise: Title
     rule_code: Id
-    occurred_on: dt.date
+    occurred_on: SchemeDate
     lines: list[WorkLine] = Field(min_length=1, max_length=2000)
     evidence: Evidence = Field(default_factory=list)
 
 
 class NeedBody(RequestBody):
     community_id: Id
-    title: str = Field(min_length=1, max_length=200)
+    title: Title
     rule_code: Id
     quantity: int = Field(1, ge=1, le=1000)
     description: str = Field("", max_length=2000)
@@ -70,7 +69,7 @@ class TakeBody(RequestBody):
 
 
 class CompleteBody(RequestBody):
-    occurred_on: dt.date
+    occurred_on: SchemeDate
     evidence: Evidence = Field(default_factory=list)
 
 
@@ -146,8 +145,8 @@ async def complete_need(need_id: PathId, body: CompleteBody, request: Request, p
 
 
 @router.get("/needs")
-async def list_needs(request: Request, principal: Me, community_id: str,
-                     status: str | None = None) -> dict[str, Any]:
+async def list_needs(request: Request, principal: Me, community_id: QueryId,
+                     status: Annotated[str | None, Query(pattern="^(open|taken|completed)$")] = None) -> dict[str, Any]:
     require_community(principal, community_id)
     rows = await request.app.state.runtime.pool.fetch(
         "select * from needs where community_id = $1 and ($2::text is null or status = $2) order by title, need_id",

@@ -26,6 +26,7 @@ import asyncpg
 import orjson
 
 from services.declarations import tables
+from services.declarations.appends import Append, append_all
 from services.declarations.catalogue_store import CatalogueCache
 from services.declarations.domain.commands import ChangeCategories, Command, Declare, Deduct, MoveOut, TakeNeed
 from services.declarations.domain.decide import State, Wants, decide, wants
@@ -171,7 +172,8 @@ class Pipeline:
         state = await self._load(conn, [jobs[i].command for i in todo])
         view = _Working(state)
         refused: list[str] = []
-        answers: list[tuple[str, int, str]] = []
+        appends: list[Append] = []
+        decided: list[tuple[int, list[Event], int, int]] = []  # job, events, its first and last append
         for i in todo:
             job = jobs[i]
             outcome = decide(job.command, view.state())
@@ -179,15 +181,18 @@ class Pipeline:
                 results[i] = outcome
                 refused.append(job.key)
                 continue
-            event_ids: list[str] = []
+            start = len(appends)
             for stream, key, events in _by_stream(outcome):
-                envs = await self.store.append(conn, stream, view.version(stream), events, key=key,
-                                               recorded=job.recorded)
-                event_ids += [str(e.id) for e in envs]
+                appends.append((stream, view.version(stream), events, key, job.recorded))
                 view.apply(stream, events)
-            status, response = job.respond(outcome, event_ids)
+            decided.append((i, outcome, start, len(appends)))
+        envelopes = await append_all(self.store, conn, appends)
+        answers: list[tuple[str, int, str]] = []
+        for i, outcome, start, end in decided:
+            event_ids = [str(e.id) for envs in envelopes[start:end] for e in envs]
+            status, response = jobs[i].respond(outcome, event_ids)
             results[i] = (status, response, False)
-            answers.append((job.key, status, orjson.dumps(response).decode()))
+            answers.append((jobs[i].key, status, orjson.dumps(response).decode()))
         await tables.save(conn, view.before, view.changed())
         if view.catalogue_changed:
             self.catalogue.invalidate()

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from services.declarations import roster_import
-from services.declarations.api import Id, PathId
+from services.declarations.api import Id, PathId, QueryId
 from services.declarations.context import Me, context
 from services.declarations.domain.commands import (
     AddOrgUnit,
@@ -24,7 +24,7 @@ from services.declarations.domain.roster import SubjectSpec
 from services.declarations.pipeline import Respond
 from shared.auth import Principal, Role, require_community, require_role
 from shared.errors import Rejected
-from shared.http import ID_PATTERN, IdempotencyKey, RequestBody
+from shared.http import ID_PATTERN, IdempotencyKey, Name, RequestBody, SchemeDate
 
 router = APIRouter(tags=["roster"])
 ROSTER_KEEPERS = (Role.recorder, Role.supervisor, Role.county_admin)
@@ -32,28 +32,28 @@ ROSTER_KEEPERS = (Role.recorder, Role.supervisor, Role.county_admin)
 
 class CommunityBody(RequestBody):
     community_id: Id
-    name: str = Field(min_length=1, max_length=100)
-    county: str = Field("赫章县", max_length=100)
+    name: Name
+    county: Name = "赫章县"
 
 
 class UnitBody(RequestBody):
     community_id: Id
     unit_id: Id
     kind: str = Field(max_length=32)
-    name: str = Field(min_length=1, max_length=100)
-    parent_id: str | None = Field(None, max_length=64)
+    name: Name
+    parent_id: Id | None = None
 
 
 class SubjectBody(RequestBody):
     subject_id: Id
     kind: str = Field(max_length=32)
-    name: str = Field(min_length=1, max_length=100)
-    categories: list[str] = Field(max_length=10)
+    name: Name
+    categories: list[Annotated[str, Field(max_length=32)]] = Field(max_length=10)
     gender: str | None = Field(None, max_length=10)
-    family_id: str | None = Field(None, max_length=64)
-    contact_id: str | None = Field(None, max_length=64)
-    units: list[str] = Field(default_factory=list, max_length=20)
-    registered_on: dt.date | None = None
+    family_id: Id | None = None
+    contact_id: Id | None = None
+    units: list[Id] = Field(default_factory=list, max_length=20)
+    registered_on: SchemeDate | None = None
 
     def spec(self, today: dt.date) -> SubjectSpec:
         return SubjectSpec(self.subject_id, self.kind, self.name, tuple(self.categories),
@@ -67,12 +67,12 @@ class RegisterBody(RequestBody):
 
 
 class CategoriesBody(RequestBody):
-    categories: list[str] = Field(max_length=10)
-    changed_on: dt.date | None = None
+    categories: list[Annotated[str, Field(max_length=32)]] = Field(max_length=10)
+    changed_on: SchemeDate | None = None
 
 
 class MoveOutBody(RequestBody):
-    moved_out_on: dt.date | None = None
+    moved_out_on: SchemeDate | None = None
     reason: str = Field("", max_length=500)
 
 
@@ -167,7 +167,7 @@ async def list_communities(request: Request, principal: Me) -> dict[str, Any]:
 
 
 @router.get("/org-units")
-async def list_org_units(request: Request, principal: Me, community_id: str) -> dict[str, Any]:
+async def list_org_units(request: Request, principal: Me, community_id: QueryId) -> dict[str, Any]:
     """The community's party organisation and grid cells, parents before children."""
     require_community(principal, community_id)
     rows = await request.app.state.runtime.pool.fetch(

@@ -9,6 +9,7 @@ concurrency guard: the append at the loaded version is.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import asyncpg
 
@@ -124,13 +125,16 @@ async def load(conn: asyncpg.Connection, w: Wants, catalogue: RuleCatalogue, pub
 async def save(conn: asyncpg.Connection, before: Mapping[str, Aggregate | None],
                after: Mapping[str, Aggregate]) -> None:
     """Write the aggregates that changed (same transaction as their events)."""
-    subjects, usage, communities, units, needs = [], [], [], [], []
+    subjects, bumps, usage, communities, units, needs = [], [], [], [], [], []
     for stream, new in after.items():
         old = before.get(stream)
         if isinstance(new, Subject):
-            subjects.append((new.subject_id, new.community_id, new.kind, new.name, list(new.categories), new.gender,
-                             new.family_id, new.contact_id, list(new.units), new.registered_on, new.moved_out_on,
-                             new.version))
+            if isinstance(old, Subject) and replace(old, usage=new.usage, version=new.version) == new:
+                bumps.append((new.subject_id, new.version))  # only points items: the row keeps its fields
+            else:
+                subjects.append((new.subject_id, new.community_id, new.kind, new.name, list(new.categories),
+                                 new.gender, new.family_id, new.contact_id, list(new.units), new.registered_on,
+                                 new.moved_out_on, new.version))
             old_usage = old.usage if isinstance(old, Subject) else {}
             usage += [(new.subject_id, rule, month, points) for (rule, month), points in new.usage.items()
                       if old_usage.get((rule, month)) != points]
@@ -156,6 +160,10 @@ async def save(conn: asyncpg.Connection, before: Mapping[str, Aggregate | None],
                    family_id = excluded.family_id, contact_id = excluded.contact_id, units = excluded.units,
                    registered_on = excluded.registered_on, moved_out_on = excluded.moved_out_on,
                    version = excluded.version""", subjects)
+    if bumps:
+        await conn.execute(
+            """update subjects s set version = u.v from unnest($1::text[], $2::int[]) as u(id, v)
+               where s.subject_id = u.id""", *_columns(bumps, 2))
     if usage:
         usage.sort()  # one lock order for every transaction
         # the one place monthly usage is written: the value evolve computed, not an increment

@@ -144,8 +144,8 @@ def register_subjects(community_id: str, community_known: bool, specs: Sequence[
 
 
 def _active(subject: Subject | None, subject_id: str, on: dt.date) -> Subject:
-    if subject is None:
-        raise Rejected(f"没有登记积分主体 {subject_id}", code="unknown_subject")
+    if subject is None:  # the subject is named in the path: an unknown one is not there (404)
+        raise Rejected(f"没有登记积分主体 {subject_id}", status=404, code="unknown_subject")
     if subject.moved_out_on is not None and subject.moved_out_on <= on:
         raise Rejected(f"{subject.name} 已于 {subject.moved_out_on} 迁出", code="subject_inactive")
     return subject
