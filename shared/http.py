@@ -235,6 +235,17 @@ def _problem(err: dict[str, Any]) -> str:
 
 
 
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for the path (what Allow must say)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "_allow_table", None)
+    if table is None:
+        table = [(re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"),
+                  [m.upper() for m in ops if m in ("get", "post", "put", "patch", "delete")])
+                 for template, ops in app.openapi().get("paths", {}).items()]
+        app.state._allow_table = table
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
+
+
 def install(app: FastAPI, *, max_body_bytes: int) -> None:
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     document(app)
@@ -251,9 +262,14 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
         return JSONResponse(error_body("text_unstorable", reason), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, reason = _HTTP_MESSAGES.get(exc.status_code, ("http_error", "请求无法处理"))
-        return JSONResponse(error_body(code, reason), status_code=exc.status_code, headers=exc.headers)
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
+        if exc.status_code == 405:  # every method of the path, not just those of the first route that matched it
+            allowed = _methods_of(app, request.url.path)
+            headers["allow"] = ", ".join(allowed)
+            reason = f"不支持该请求方法（可用：{'、'.join(allowed)}）"
+        return JSONResponse(error_body(code, reason), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -277,6 +293,7 @@ ERROR_STATUSES = {
     "404": "找不到该对象或地址", "409": "与当前状态冲突（已认定、幂等键重用、并发修改等）",
     "413": "请求体过大", "415": "请求体格式不受支持（须为 JSON）", "422": "请求内容有误或不符合业务规则",
 }
+OPEN: dict[str, Any] = {"security": []}  # openapi_extra of a route anyone may call
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs", "/redoc", "/sign-in", "/static")
 
 
@@ -303,7 +320,7 @@ def document(app: FastAPI) -> None:
                 responses = op.setdefault("responses", {})
                 for status, text in ERROR_STATUSES.items():
                     responses[status] = {"description": text, "content": {"application/json": {"schema": ref}}}
-                if not path.startswith(OPEN_PATHS):
+                if not path.startswith(OPEN_PATHS) and "security" not in op:  # OPEN: security=[] on the route
                     op["security"] = [{"bearer": []}]
         app.openapi_schema = doc
         return doc

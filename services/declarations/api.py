@@ -20,7 +20,7 @@ from services.declarations.domain.intake import ItemRequest
 from shared.auth import Role, current_principal, require_community, require_role
 from shared.events import Event
 from shared.events.declarations import PointsItem
-from shared.http import ID_PATTERN, MONTH_PATTERN, IdempotencyKey, RequestBody, SchemeDate
+from shared.http import ID_PATTERN, MONTH_PATTERN, OPEN, IdempotencyKey, RequestBody, SchemeDate
 from shared.vocabulary import CATEGORIES, as_json
 
 router = APIRouter()
@@ -119,7 +119,7 @@ async def find_subjects(request: Request, principal: Me, community_id: QueryId,
     } for r in rows]}
 
 
-@router.get("/rules", tags=["catalogue"])
+@router.get("/rules", tags=["catalogue"], openapi_extra=OPEN)
 async def rules(request: Request, category: Annotated[str | None, Query(pattern=CATEGORY_PATTERN)] = None,
                 month: Annotated[str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM")] = None,
                 ) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def _tz(request: Request) -> dt.tzinfo:
     return zoneinfo.ZoneInfo(request.app.state.runtime.settings.timezone)
 
 
-@router.get("/vocabulary", tags=["catalogue"])
+@router.get("/vocabulary", tags=["catalogue"], openapi_extra=OPEN)
 async def vocabulary() -> dict[str, Any]:
     """The zh-CN words for categories, dimensions, statuses, channels and roles (shared.vocabulary)."""
     return as_json()

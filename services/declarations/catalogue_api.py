@@ -15,7 +15,7 @@ from services.declarations.domain.commands import PublishCatalogue
 from shared.auth import Role, require_role
 from shared.events import Event
 from shared.events.declarations import CatalogueVersionPublished, RuleDefinition
-from shared.http import IdempotencyKey, RequestBody
+from shared.http import OPEN, IdempotencyKey, RequestBody
 
 router = APIRouter(tags=["catalogue"])
 Month = Annotated[str, Field(pattern=r"^20[2-9][0-9]-(0[1-9]|1[0-2])$", examples=["2027-01"])]
@@ -59,7 +59,7 @@ async def publish(body: CatalogueBody, request: Request, principal: Me, idempote
     return await ctx.run(command, "publish_catalogue", idempotency_key, body.model_dump(mode="json"), respond)
 
 
-@router.get("/catalogue/versions")
+@router.get("/catalogue/versions", openapi_extra=OPEN)
 async def versions(request: Request) -> dict[str, Any]:
     """Every published version, oldest first (what a replay scores items by)."""
     async with request.app.state.runtime.pool.acquire() as conn:

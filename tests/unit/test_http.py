@@ -129,3 +129,20 @@ def test_the_openapi_document_declares_the_error_schema_statuses_and_bearer() ->
 def test_an_unknown_path_answers_the_error_schema() -> None:
     r = given_an_app().get("/nowhere")
     assert r.status_code == 404 and set(r.json()) == {"error", "reason"} and chinese(r.json()["reason"])
+
+
+def test_a_wrong_method_is_answered_with_every_method_of_the_path() -> None:
+    app = FastAPI()
+    http.install(app, max_body_bytes=1000)
+
+    @app.get("/things")
+    def list_things() -> dict[str, str]:
+        return {}
+
+    @app.post("/things")
+    def add_thing() -> dict[str, str]:
+        return {}
+
+    r = TestClient(app).request("OPTIONS", "/things")
+    assert r.status_code == 405 and r.headers.get_list("allow") == ["GET, POST"]
+    assert r.json()["error"] == "method_not_allowed"
