@@ -66,9 +66,9 @@ CHANNELS: Mapping[str, str] = MappingProxyType({
     "qq": "QQ",
     "official_account": "社区微信公众平台",
     "app": "手机党建积分APP",
-    "activity": "活动签到",
-    "needs_board": "需求认领",
-    "enterprise": "企业用工",
+    "activity": "活动",
+    "needs_board": "需求",
+    "enterprise": "企业",
     "office": "办公室（减分）",
     "correction": "更正",
 })
