@@ -153,6 +153,7 @@ async def save(conn: asyncpg.Connection, before: Mapping[str, Aggregate | None],
     if units:
         await conn.executemany("insert into org_units values ($1, $2, $3, $4, $5)", units)
     if subjects:
+        subjects.sort(key=lambda row: str(row[0]))
         await conn.executemany(
             """insert into subjects values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                on conflict (subject_id) do update set community_id = excluded.community_id, kind = excluded.kind,
@@ -161,6 +162,7 @@ async def save(conn: asyncpg.Connection, before: Mapping[str, Aggregate | None],
                    registered_on = excluded.registered_on, moved_out_on = excluded.moved_out_on,
                    version = excluded.version""", subjects)
     if bumps:
+        bumps.sort()  # one lock order for every transaction
         await conn.execute(
             """update subjects s set version = u.v from unnest($1::text[], $2::int[]) as u(id, v)
                where s.subject_id = u.id""", *_columns(bumps, 2))

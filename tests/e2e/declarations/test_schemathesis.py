@@ -94,7 +94,7 @@ def test_given_each_role_then_no_server_error_and_no_response_breaks_the_schema(
          "--generation-database", "none", "--request-timeout", "20", "--suppress-health-check", "all",
          "-H", f"Authorization: Bearer {bearer}",
          "--report", "junit", "--report-junit-path", str(tmp_path / "junit.xml")],
-        capture_output=True, text=True, timeout=SECONDS_PER_ROLE * 4 + 120, check=False)
+        capture_output=True, text=True, timeout=SECONDS_PER_ROLE * 4 + 120, check=False, cwd=tmp_path)
     summary = [line for line in run.stdout.splitlines() if any(
         w in line for w in ("Operations", "Test cases", "Test Phases", "passed", "failed", "error", "Failures"))]
     print(f"[{role}]", *summary[-12:], sep="\n  ")
