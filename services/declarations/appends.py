@@ -9,7 +9,7 @@ envelope builder and insert so the rows are identical.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -20,15 +20,33 @@ from shared.store import ConcurrencyError, EventStore, Recorded
 Append = tuple[str, int, Sequence[Event], str, Recorded]  # stream, expected version, events, key, recorded
 
 
-async def append_all(store: EventStore, conn: asyncpg.Connection, appends: Sequence[Append]) -> list[list[Envelope]]:
-    """Appends in order (a stream may appear twice: the second expects what the first left)."""
+async def append_all(store: EventStore, conn: asyncpg.Connection, appends: Sequence[Append],
+                     known: Mapping[str, tuple[int, str]]) -> list[list[Envelope]]:
+    """Appends in order (a stream may appear twice: the second expects what the first left).
+
+    ``known``: (version, last hash) of streams as their snapshots hold them. A stream a new version
+    is expected of starts at the genesis hash; any other is read from the log. A snapshot behind the
+    log cannot slip through: its next version is taken already (unique (stream, version))."""
     if not appends:
         return []
-    streams = sorted({a[0] for a in appends})
-    heads = {r["stream_id"]: (r["version"], r["hash"]) for r in await conn.fetch(
-        """select distinct on (stream_id) stream_id, version, hash from events
-           where stream_id = any($1::text[]) order by stream_id, version desc""", streams)}
-    current = {s: heads.get(s, (0, GENESIS_HASH)) for s in streams}
+    current: dict[str, tuple[int, str]] = {}
+    unknown = []
+    for stream, expected, *_ in appends:
+        if stream in current:
+            continue
+        if expected == 0:
+            current[stream] = (0, GENESIS_HASH)
+        elif stream in known and known[stream][0] == expected:
+            current[stream] = known[stream]
+        else:
+            unknown.append(stream)
+    if unknown:
+        for r in await conn.fetch(
+                """select distinct on (stream_id) stream_id, version, hash from events
+                   where stream_id = any($1::text[]) order by stream_id, version desc""", unknown):
+            current[r["stream_id"]] = (r["version"], r["hash"])
+        for stream in unknown:
+            current.setdefault(stream, (0, GENESIS_HASH))
     rows = []
     out: list[list[Envelope]] = []
     for stream, expected, events, key, recorded in appends:

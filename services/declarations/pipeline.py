@@ -28,7 +28,15 @@ import orjson
 from services.declarations import tables
 from services.declarations.appends import Append, append_all
 from services.declarations.catalogue_store import CatalogueCache
-from services.declarations.domain.commands import ChangeCategories, Command, Declare, Deduct, MoveOut, TakeNeed
+from services.declarations.domain.commands import (
+    ChangeCategories,
+    Command,
+    CompleteNeed,
+    Declare,
+    Deduct,
+    MoveOut,
+    TakeNeed,
+)
 from services.declarations.domain.decide import State, Wants, decide, wants
 from services.declarations.domain.state import Aggregate, Community, Need, Subject, evolve, stream_of
 from shared.errors import Rejected, conflict, key_reused
@@ -169,7 +177,7 @@ class Pipeline:
 
     async def _decide_and_append(self, conn: asyncpg.Connection, jobs: list[Job], todo: list[int],
                                  results: list[Answer | BaseException | None]) -> None:
-        state = await self._load(conn, [jobs[i].command for i in todo])
+        state, heads = await self._load(conn, [jobs[i].command for i in todo])
         view = _Working(state)
         refused: list[str] = []
         appends: list[Append] = []
@@ -186,14 +194,15 @@ class Pipeline:
                 appends.append((stream, view.version(stream), events, key, job.recorded))
                 view.apply(stream, events)
             decided.append((i, outcome, start, len(appends)))
-        envelopes = await append_all(self.store, conn, appends)
+        envelopes = await append_all(self.store, conn, appends, heads)
+        hashes = {envs[-1].subject: envs[-1].hash for envs in envelopes if envs}
         answers: list[tuple[str, int, str]] = []
         for i, outcome, start, end in decided:
             event_ids = [str(e.id) for envs in envelopes[start:end] for e in envs]
             status, response = jobs[i].respond(outcome, event_ids)
             results[i] = (status, response, False)
             answers.append((jobs[i].key, status, orjson.dumps(response).decode()))
-        await tables.save(conn, view.before, view.changed())
+        await tables.save(conn, view.before, view.changed(), hashes)
         if view.catalogue_changed:
             self.catalogue.invalidate()
         if refused:  # a refusal leaves no trace: the key may be used again for a fixed request
@@ -204,17 +213,19 @@ class Pipeline:
                    from unnest($1::text[], $2::int[], $3::text[]) as u(k, s, r) where c.idempotency_key = u.k""",
                 [a[0] for a in answers], [a[1] for a in answers], [a[2] for a in answers])
 
-    async def _load(self, conn: asyncpg.Connection, commands: list[Command]) -> State:
+    async def _load(self, conn: asyncpg.Connection, commands: list[Command]) -> tuple[State, tables.Heads]:
         catalogue, published = await self.catalogue.current(conn)
         empty = State(catalogue, published=published)
         w = Wants()
         for c in commands:
             wants(c, empty, w)
-        state = await tables.load(conn, w, catalogue, published)
+        loaded = await tables.load(conn, w, catalogue, published)
+        if not any(isinstance(c, CompleteNeed) for c in commands):
+            return loaded
         again = copy.deepcopy(w)
         for c in commands:  # what a loaded record names (a need's doer) is loaded in a second round
-            wants(c, state, again)
-        return state if again == w else await tables.load(conn, again, catalogue, published)
+            wants(c, loaded[0], again)
+        return loaded if again == w else await tables.load(conn, again, catalogue, published)
 
 
 class _Working:

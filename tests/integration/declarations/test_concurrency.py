@@ -90,13 +90,13 @@ async def test_given_two_commands_decided_on_the_same_version_then_one_appends_a
     real_load = tables.load
 
     async def load_then_wait(*args: Any, **kwargs: Any) -> Any:  # each first load waits for the other's
-        state = await real_load(*args, **kwargs)
+        state, heads = await real_load(*args, **kwargs)
         if "p-li" in state.subjects:
             loaded.append(state.subjects["p-li"].version)
             if len(loaded) == 2:
                 both_loaded.set()
             await asyncio.wait_for(both_loaded.wait(), 10)
-        return state
+        return state, heads
 
     monkeypatch.setattr(pipeline.tables, "load", load_then_wait)
     # Two processes' worth: one pipeline each, so neither queue serialises the two.
@@ -134,7 +134,7 @@ async def test_given_the_snapshot_then_it_equals_the_fold_of_the_subjects_stream
         folded = fold(history)
         catalogue, published = await svc.app.state.catalogue.current(conn)
         w = Wants(subjects={"p-zhao"}, usage={("p-zhao", "HELP_MOVE", "2026-11")})
-        snapshot = (await tables.load(conn, w, catalogue, published)).subjects["p-zhao"]
+        snapshot = (await tables.load(conn, w, catalogue, published))[0].subjects["p-zhao"]
     assert folded == snapshot and snapshot.used("HELP_MOVE", "2026-11") == 60
 
 
@@ -146,3 +146,14 @@ async def test_given_the_roster_then_communities_and_the_org_tree_are_listed(svc
     assert [u["kind"] for u in units][:3] == ["joint_committee", "general_branch", "branch"]
     assert {u["kind"] for u in units} == {"joint_committee", "general_branch", "branch", "group", "building",
                                           "workshop", "volunteer_team"}
+
+
+async def test_given_everything_appended_in_this_module_then_every_stream_is_one_unbroken_hash_chain(
+    svc: InProcess,
+) -> None:
+    from shared.store import verify_chain
+
+    rows = await svc.app.state.runtime.pool.fetch(
+        "select stream_id, version, type, body, prev_hash, hash from events order by stream_id, version")
+    assert len(rows) > 40
+    assert verify_chain([tuple(r) for r in rows]) == []
