@@ -37,7 +37,7 @@ def build(settings: Settings | None = None, config: DeclarationsConfig | None = 
             rt: Runtime = app.state.runtime
             cache = app.state.catalogue = CatalogueCache(rt.store)
             await cache.seed(rt.pool, config.rules_file, seed_recorded(app.state.clock()))
-            app.state.pipeline = Pipeline(rt.pool, rt.store, cache)
+            app.state.pipeline = Pipeline(rt.pool, rt.store, cache, shards=config.shards)
             try:
                 yield
             finally:

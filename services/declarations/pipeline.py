@@ -71,7 +71,7 @@ def shard_key(command: Command) -> str | None:
 
 
 class Pipeline:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore, catalogue: CatalogueCache, *, shards: int = 4,
+    def __init__(self, pool: asyncpg.Pool, store: EventStore, catalogue: CatalogueCache, *, shards: int = 1,
                  max_batch: int = 256) -> None:
         self.pool, self.store, self.catalogue = pool, store, catalogue
         self.max_batch = max_batch
