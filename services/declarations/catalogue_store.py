@@ -14,9 +14,8 @@ from pathlib import Path
 import asyncpg
 
 from services.declarations.domain.catalogue import RuleCatalogue
-from services.declarations.domain.catalogue_log import catalogue_of, definitions_from_seed
+from services.declarations.domain.catalogue_log import catalogue_of, seed_events
 from services.declarations.domain.state import CATALOGUE_STREAM, Catalogue, fold
-from shared.events.declarations import CatalogueVersionPublished
 from shared.store import ConcurrencyError, EventStore, Recorded
 
 SEED_ACTOR = "seed:rules.json"
@@ -49,9 +48,9 @@ class CatalogueCache:
 
     async def seed(self, pool: asyncpg.Pool, rules_file: Path, recorded: Recorded) -> None:
         """An empty catalogue stream gets the seed file's versions (another process may win the race)."""
-        versions = definitions_from_seed(json.loads(rules_file.read_bytes()))  # noqa: ASYNC240 - once, at start
-        events = [CatalogueVersionPublished(version=v, effective_month=m, rules=rules, published_by=SEED_ACTOR,
-                                            note=f"初始目录（{rules_file.name}）") for v, m, rules in versions]
+        data = json.loads(rules_file.read_bytes())  # noqa: ASYNC240 - once, at start
+        events = [ev.model_copy(update={"note": f"初始目录（{rules_file.name}）"})
+                  for ev in seed_events(data, SEED_ACTOR)]
         async with pool.acquire() as conn:
             try:
                 async with conn.transaction():

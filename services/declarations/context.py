@@ -20,14 +20,12 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.declarations.domain.catalogue import RuleCatalogue
-from services.declarations.domain.catalogue_log import catalogue_of, definitions_from_seed
+from services.declarations.domain.catalogue import RuleCatalogue, catalogue_from_data
 from services.declarations.domain.commands import Command
 from services.declarations.domain.intake import Actor
 from services.declarations.pipeline import Job, Pipeline, Respond
 from shared.auth import Principal, current_principal
 from shared.commands import fingerprint
-from shared.events.declarations import CatalogueVersionPublished
 from shared.service import Runtime
 from shared.store import Recorded
 
@@ -46,9 +44,7 @@ class DeclarationsConfig(BaseSettings):
 
 def load_catalogue(path: Path = DEFAULT_RULES) -> RuleCatalogue:
     """The seed file's catalogue, read the way the log's is (tests; the service reads the log)."""
-    versions = definitions_from_seed(json.loads(path.read_text(encoding="utf-8")))
-    return catalogue_of([CatalogueVersionPublished(version=v, effective_month=m, rules=rules, published_by="seed")
-                         for v, m, rules in versions])
+    return catalogue_from_data(json.loads(path.read_text(encoding="utf-8")))
 
 
 def wall_clock() -> dt.datetime:

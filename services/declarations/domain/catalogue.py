@@ -7,7 +7,7 @@ never changes history. Employment and income rules carry a weight above 1 (seed:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -90,34 +90,8 @@ class RuleCatalogue:
         return [r for r in version.rules.values() if category is None or r.applies_to(category)]
 
 
-def _rule(raw: Mapping[str, Any], version: int, roles: Mapping[str, Sequence[str]]) -> Rule:
-    cats = tuple(CATEGORIES) if list(raw["categories"]) == ["*"] else tuple(raw["categories"])
-    recorded_by = raw.get("recorded_by", "everyone")
-    rule = Rule(
-        code=raw["code"], dimension=raw["dimension"], title=raw["title"], categories=cats,
-        points_per_unit=int(raw["points_per_unit"]), unit=raw["unit"], monthly_cap=raw.get("monthly_cap"),
-        evidence_required=bool(raw.get("evidence_required", False)),
-        recorded_by=tuple(roles[recorded_by] if isinstance(recorded_by, str) else recorded_by),
-        weight=Decimal(str(raw.get("weight", 1))), max_quantity=int(raw.get("max_quantity", 10)), version=version,
-    )
-    problems = [c for c in rule.categories if c not in CATEGORIES]
-    if rule.dimension not in DIMENSIONS:
-        problems.append(f"dimension {rule.dimension}")
-    if rule.points_per_unit == 0 or rule.max_quantity < 1 or rule.weight <= 0:
-        problems.append("points_per_unit, max_quantity and weight must be non-zero and positive where required")
-    if rule.is_deduction and not set(rule.recorded_by) <= set(STAFF_ROLES):
-        problems.append("deductions may be recorded by recorders and supervisors only")
-    if problems:
-        raise CatalogueError(f"rule {rule.code} v{version}: {problems}")
-    return rule
-
-
 def catalogue_from_data(data: Mapping[str, Any]) -> RuleCatalogue:
-    roles = data.get("roles", {"everyone": ["declarant", "recorder", "supervisor", "site"], "staff": STAFF_ROLES})
-    versions = []
-    for raw in sorted(data["versions"], key=lambda v: v["effective_month"]):
-        rules = {r["code"]: _rule(r, int(raw["version"]), roles) for r in raw["rules"]}
-        if len(rules) != len(raw["rules"]):
-            raise CatalogueError(f"version {raw['version']}: duplicate rule codes")
-        versions.append(CatalogueVersion(int(raw["version"]), raw["effective_month"], rules))
-    return RuleCatalogue(tuple(versions))
+    """A catalogue from seed data (``data/rules.json``'s shape), checked as a published version is."""
+    from services.declarations.domain.catalogue_log import catalogue_of, seed_events
+
+    return catalogue_of(seed_events(data))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from services.declarations.domain.catalogue import CatalogueVersion, Rule, RuleCatalogue
+from services.declarations.domain.catalogue import CatalogueError, CatalogueVersion, Rule, RuleCatalogue
 from services.declarations.domain.state import Catalogue, month_of
 from shared.errors import Rejected
 from shared.events.declarations import CatalogueVersionPublished, RuleDefinition
@@ -55,6 +55,19 @@ def definitions_from_seed(data: Mapping[str, Any]) -> list[tuple[int, str, tuple
                 max_quantity=int(r.get("max_quantity", 10))))
         out.append((int(raw["version"]), raw["effective_month"], tuple(rules)))
     return out
+
+
+def seed_events(data: Mapping[str, Any], published_by: str = "seed") -> list[CatalogueVersionPublished]:
+    """The seed's versions as the events an empty log starts with; a seed that contradicts itself
+    raises ``CatalogueError`` (the service does not start on it)."""
+    events = []
+    for version, month, rules in definitions_from_seed(data):
+        problems = problems_of(rules)
+        if problems:
+            raise CatalogueError(f"version {version}: " + "；".join(problems))
+        events.append(CatalogueVersionPublished(version=version, effective_month=month, rules=rules,
+                                                published_by=published_by))
+    return events
 
 
 def problems_of(rules: Iterable[RuleDefinition]) -> list[str]:
