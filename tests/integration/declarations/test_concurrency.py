@@ -123,6 +123,27 @@ async def test_given_two_commands_decided_on_the_same_version_then_one_appends_a
     assert original.conflicts + rival.conflicts == 1
 
 
+async def test_given_a_stream_that_keeps_changing_then_the_command_is_decided_a_bounded_number_of_times_then_409(
+    svc: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.declarations import pipeline
+    from shared.store import ConcurrencyError
+
+    tries: list[int] = []
+
+    async def always_behind(*args: Any, **kwargs: Any) -> Any:
+        tries.append(1)
+        raise ConcurrencyError("stream subject-p-zhang was appended to concurrently")
+
+    monkeypatch.setattr(pipeline, "append_all", always_behind)
+    before = await svc.events()
+    r = await svc.post("/declarations", move("p-zhang", rule_code="LAW_STUDY"), RECORDER)
+    assert (r.status_code, r.json()["error"]) == (409, "concurrent_update"), r.text
+    assert "请稍后再试" in r.json()["reason"] and r.json()["detail"]["attempts"] == pipeline.ATTEMPTS
+    assert len(tries) == pipeline.ATTEMPTS
+    assert await svc.events() == before
+
+
 async def test_given_the_snapshot_then_it_equals_the_fold_of_the_subjects_stream(svc: InProcess) -> None:
     from services.declarations import tables
     from services.declarations.domain.decide import Wants
