@@ -9,16 +9,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from shared.errors import Rejected, key_reused
 
-class Rejected(Exception):
-    """A command refused by the rules: becomes an HTTP 4xx with the reason (zh-CN) and no event."""
-
-    def __init__(self, reason: str, *, status: int = 422, code: str = "rejected", **detail: Any) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.code = code
-        self.detail = detail
+__all__ = ["Rejected", "fingerprint", "run_idempotent"]  # Rejected lives in shared.errors (no I/O)
 
 
 def fingerprint(payload: Any) -> str:
@@ -49,8 +42,7 @@ async def run_idempotent(
                 idempotency_key,
             )
             if row["fingerprint"] != request_fingerprint:
-                raise Rejected("幂等键已用于另一个不同的请求，请换一个新的幂等键", status=409,
-                               code="idempotency_key_reused")
+                raise key_reused()
             return row["status"], orjson.loads(row["response"]), True
         status, response = await work(conn)
         await conn.execute(

@@ -1,6 +1,6 @@
 """HTTP commands and queries for single items: declarations, deductions, subjects and rules.
 
-Thin: validate (pydantic), read the facts under lock, decide (pure), append + evolve, answer.
+Thin: validate (pydantic), authorise, build the command, hand it to the pipeline (pipeline.py).
 """
 
 from __future__ import annotations
@@ -9,26 +9,27 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import Field, ValidationError
 
-from services.declarations import tables
-from services.declarations.batching import Pending, batcher_for
-from services.declarations.context import Ctx, Me, context, idempotent, keyed, respond
-from services.declarations.domain.catalogue import CATEGORIES
-from services.declarations.domain.intake import Facts, ItemRequest, decide_declaration, decide_deduction
+from services.declarations.context import Me, context
+from services.declarations.domain.commands import Declare, Deduct
+from services.declarations.domain.intake import ItemRequest
 from shared.auth import Role, current_principal, require_community, require_role
-from shared.commands import run_idempotent
+from shared.events import Event
 from shared.events.declarations import PointsItem
-from shared.http import IdempotencyKey, RequestBody
+from shared.http import ID_PATTERN, MONTH_PATTERN, OPEN, IdempotencyKey, RequestBody, SchemeDate
+from shared.vocabulary import CATEGORIES, as_json
 
 router = APIRouter()
 READERS = (Role.recorder, Role.supervisor, Role.leading_group, Role.secretary, Role.auditor, Role.county_admin)
 
-Id = Annotated[str, Field(min_length=1, max_length=64)]
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+QueryId = Annotated[str, Query(min_length=1, max_length=64, pattern=ID_PATTERN)]
+CATEGORY_PATTERN = "^(" + "|".join(CATEGORIES) + ")$"
 Evidence = Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=20)]
 
 
@@ -37,7 +38,7 @@ class ItemBody(RequestBody):
     subject_id: Id
     rule_code: Id
     quantity: int = Field(1, ge=1, le=1000)
-    occurred_on: dt.date
+    occurred_on: SchemeDate
     evidence: Evidence = Field(default_factory=list)
     category: str | None = Field(None, max_length=32)
 
@@ -55,14 +56,9 @@ class DeductBody(ItemBody):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-async def item_facts(conn: asyncpg.Connection, ctx: Ctx, req: ItemRequest) -> Facts:
-    month = req.occurred_on.strftime("%Y-%m")
-    subject, known, certified, used = await tables.item_facts(conn, req.subject_id, req.rule_code, month,
-                                                              req.community_id)
-    return Facts(today=ctx.today, community_known=known, month_certified=certified, subject=subject, used=used)
-
-
-def answer(item: PointsItem, event_ids: list[str]) -> tuple[int, dict[str, Any]]:
+def answer(events: list[Event], event_ids: list[str]) -> tuple[int, dict[str, Any]]:
+    item = events[0]
+    assert isinstance(item, PointsItem)
     return 201, {"item_id": item.item_id, "points": item.points, "event_ids": event_ids}
 
 
@@ -75,7 +71,7 @@ _DECLARE_DOC = {
 
 @router.post("/declarations", status_code=201, tags=["declarations"], openapi_extra=_DECLARE_DOC)
 async def declare(request: Request) -> Response:
-    """Declare one item. Concurrent declarations are committed together (see batching.py).
+    """Declare one item (concurrent declarations are committed together: see pipeline.py).
 
     The hottest route: it reads and validates its inputs itself (same checks, same error answers
     as FastAPI's parameter handling) to spare the per-request dependency machinery.
@@ -90,38 +86,21 @@ async def declare(request: Request) -> Response:
         raise RequestValidationError([{"type": "string_too_short" if len(idempotency_key) < 8 else "string_too_long",
                                        "loc": ("header", "idempotency-key"), "msg": "", "input": idempotency_key}])
     ctx = context(request, principal)
-    req = body.request(body.description)
-    key, fp = keyed(ctx, "declare", idempotency_key, body.model_dump(mode="json"))
-
-    async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
-        item = decide_declaration(req, body.channel, ctx.actor, await item_facts(conn, ctx, req), ctx.catalogue,
-                                  str(uuid.uuid4()))
-        return answer(item, await ctx.append(conn, f"item-{item.item_id}", [item], key=item.subject_id, new=True))
-
-    async def alone() -> tuple[int, dict[str, Any], bool]:
-        return await run_idempotent(ctx.rt.pool, key, fp, work)
-
-    pending = Pending(key, fp, req, body.channel, ctx.actor, ctx.today, ctx.recorded, alone)
-    return respond(*await batcher_for(request.app.state).submit(pending))
+    command = Declare(ctx.actor, ctx.today, body.request(body.description), body.channel, str(uuid.uuid4()))
+    return await ctx.run(command, "declare", idempotency_key, body.model_dump(mode="json"), answer)
 
 
 @router.post("/deductions", status_code=201, tags=["declarations"])
 async def deduct(body: DeductBody, request: Request, principal: Me,
                  idempotency_key: IdempotencyKey) -> Response:
     ctx = context(request, principal)
-
-    async def work(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
-        req = body.request(body.reason)
-        item = decide_deduction(req, body.reason, ctx.actor, await item_facts(conn, ctx, req), ctx.catalogue,
-                                str(uuid.uuid4()))
-        return answer(item, await ctx.append(conn, f"item-{item.item_id}", [item], key=item.subject_id, new=True))
-
-    return await idempotent(ctx, "deduct", idempotency_key, body.model_dump(mode="json"), work)
+    command = Deduct(ctx.actor, ctx.today, body.request(body.reason), body.reason, str(uuid.uuid4()))
+    return await ctx.run(command, "deduct", idempotency_key, body.model_dump(mode="json"), answer)
 
 
 @router.get("/subjects", tags=["roster"])
-async def find_subjects(request: Request, principal: Me, community_id: str,
-                        q: str = "", include_moved_out: bool = False,
+async def find_subjects(request: Request, principal: Me, community_id: QueryId,
+                        q: Annotated[str, Query(max_length=100)] = "", include_moved_out: bool = False,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
     """Find a subject by name or id (recorders at the desk)."""
     require_role(principal, *READERS)
@@ -140,21 +119,30 @@ async def find_subjects(request: Request, principal: Me, community_id: str,
     } for r in rows]}
 
 
-@router.get("/rules", tags=["catalogue"])
-async def rules(request: Request, category: str | None = None, month: str | None = None) -> dict[str, Any]:
+@router.get("/rules", tags=["catalogue"], openapi_extra=OPEN)
+async def rules(request: Request, category: Annotated[str | None, Query(pattern=CATEGORY_PATTERN)] = None,
+                month: Annotated[str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM")] = None,
+                ) -> dict[str, Any]:
     """The rule catalogue in force for a month (default: the current one), optionally for one category."""
     if month is None:
         ctx_now = request.app.state.clock()
         month = ctx_now.astimezone(_tz(request)).strftime("%Y-%m")
-    catalogue = request.app.state.catalogue
+    async with request.app.state.runtime.pool.acquire() as conn:
+        catalogue, _ = await request.app.state.catalogue.current(conn)
     version = catalogue.in_force(month)
     return {"month": month, "version": version.version if version else None,
             "effective_month": version.effective_month if version else None,
             "rules": [r.to_json() for r in catalogue.rules_for(month, category)],
-            "categories": CATEGORIES}
+            "categories": dict(CATEGORIES)}
 
 
 def _tz(request: Request) -> dt.tzinfo:
     import zoneinfo
 
     return zoneinfo.ZoneInfo(request.app.state.runtime.settings.timezone)
+
+
+@router.get("/vocabulary", tags=["catalogue"], openapi_extra=OPEN)
+async def vocabulary() -> dict[str, Any]:
+    """The zh-CN words for categories, dimensions, statuses, channels and roles (shared.vocabulary)."""
+    return as_json()

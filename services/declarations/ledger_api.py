@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.declarations.context import Me
-from services.declarations.domain.catalogue import CATEGORIES, DIMENSIONS
 from shared.auth import Principal, Role, require_community, require_role
+from shared.http import ID_PATTERN, MONTH_PATTERN
+from shared.vocabulary import CATEGORIES, CHANNELS, DIMENSIONS, ITEM_STATUSES
 
 router = APIRouter(tags=["ledger"])
 READERS = (Role.recorder, Role.supervisor, Role.leading_group, Role.secretary, Role.auditor, Role.county_admin,
@@ -39,9 +40,12 @@ async def query(request: Request, principal: Principal, community_id: str, subje
     require_role(principal, *READERS)
     require_community(principal, community_id)
     own = list(principal.subject_ids) if principal.role == Role.declarant else None  # declarants: own items only
-    pool = request.app.state.runtime.pool
     args = (community_id, subject_id, month, status, channel, rule_code, own)
-    rows = await pool.fetch(ITEMS, *args, limit)
+    # Items and totals from one snapshot: a certification being applied meanwhile shows in both or neither.
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                                 readonly=True):
+        rows = await conn.fetch(ITEMS, *args, limit)
+        totals = [dict(r) for r in await conn.fetch(TOTALS, *args)]
     items = [{
         "item_id": r["item_id"], "community_id": r["community_id"], "subject_id": r["subject_id"],
         "subject_name": r["subject_name"], "category": r["category"], "category_title": CATEGORIES.get(r["category"]),
@@ -53,18 +57,23 @@ async def query(request: Request, principal: Principal, community_id: str, subje
         "description": r["description"], "reason": r["reason"], "source_id": r["source_id"],
         "recorded_at": r["recorded_at"], "event_id": str(r["event_id"]),
     } for r in rows]
-    totals = [dict(r) for r in await pool.fetch(TOTALS, *args)]
     return items, totals
 
 
 Limit = Annotated[int, Query(ge=1, le=100_000)]
-Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+Month = Annotated[str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM")]
+CommunityId = Annotated[str, Query(min_length=1, max_length=64, pattern=ID_PATTERN)]
+SubjectId = Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID_PATTERN)]
+RuleCode = Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID_PATTERN)]
+Status = Annotated[str | None, Query(pattern="^(" + "|".join(ITEM_STATUSES) + ")$", description="、".join(
+    f"{k}={v}" for k, v in ITEM_STATUSES.items()))]
+Channel = Annotated[str | None, Query(pattern="^(" + "|".join(CHANNELS) + ")$")]
 
 
 @router.get("/ledger")
-async def ledger(request: Request, principal: Me, community_id: str, subject_id: str | None = None,
-                 month: Month = None, status: str | None = None, channel: str | None = None,
-                 rule_code: str | None = None, limit: Limit = 5000) -> dict[str, Any]:
+async def ledger(request: Request, principal: Me, community_id: CommunityId, subject_id: SubjectId = None,
+                 month: Month = None, status: Status = None, channel: Channel = None,
+                 rule_code: RuleCode = None, limit: Limit = 5000) -> dict[str, Any]:
     items, totals = await query(request, principal, community_id, subject_id, month, status, channel, rule_code,
                                 limit)
     return {"items": items, "totals": totals, "count": sum(t["items"] for t in totals),
@@ -79,12 +88,9 @@ COLUMNS = [("item_id", "条目编号"), ("occurred_on", "发生日期"), ("subje
            ("reason", "减分原因")]
 
 
-# Office staff read the export in Excel: codes become the words they use (as on the recorder's page).
-CHANNEL_TITLES = {"oral": "口头", "wechat": "微信", "qq": "QQ", "official_account": "社区微信公众平台",
-                  "app": "手机党建积分APP", "activity": "活动", "needs_board": "需求", "enterprise": "企业",
-                  "office": "办公室（减分）", "correction": "更正"}
-STATUS_TITLES = {"submitted": "待审核", "verified": "已核实", "returned": "已退回", "rejected": "已驳回",
-                 "certified": "已认定", "corrected": "已更正"}
+# Office staff read the export in Excel: codes become the words they use (shared.vocabulary).
+CHANNEL_TITLES = CHANNELS
+STATUS_TITLES = ITEM_STATUSES
 
 
 def _csv_cell(item: dict[str, Any], key: str) -> Any:
@@ -98,10 +104,11 @@ def _csv_cell(item: dict[str, Any], key: str) -> Any:
     return value
 
 
-@router.get("/ledger.csv")
-async def ledger_csv(request: Request, principal: Me, community_id: str, subject_id: str | None = None,
-                     month: Month = None, status: str | None = None, channel: str | None = None,
-                     rule_code: str | None = None, limit: Limit = 100_000) -> Response:
+@router.get("/ledger.csv", response_class=Response, responses={200: {
+    "description": "台账（CSV，UTF-8 带 BOM）", "content": {"text/csv": {"schema": {"type": "string"}}}}})
+async def ledger_csv(request: Request, principal: Me, community_id: CommunityId, subject_id: SubjectId = None,
+                     month: Month = None, status: Status = None, channel: Channel = None,
+                     rule_code: RuleCode = None, limit: Limit = 100_000) -> Response:
     """UTF-8 with a BOM, so Excel opens the Chinese correctly."""
     items, _ = await query(request, principal, community_id, subject_id, month, status, channel, rule_code, limit)
     out = io.StringIO()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from services.declarations.domain.catalogue import CATEGORIES
 from services.declarations.domain.roster import SubjectSpec
+from shared.http import SCHEME_FIRST_DAY, SCHEME_LAST_DAY, clean_name, id_problem
 
 HEADERS = {
     "subject_id": ("subject_id", "编号"), "kind": ("kind", "类型"), "name": ("name", "姓名", "名称"),
@@ -34,7 +35,7 @@ class UnreadableFile(ValueError):
 @dataclass
 class ParsedRow:
     row: int
-    spec: SubjectSpec | None
+    spec: SubjectSpec
     problems: list[str] = field(default_factory=list)
 
 
@@ -49,7 +50,11 @@ def rows_of(data: bytes, filename: str) -> Iterator[list[str]]:
             text = data.decode("gb18030")  # Excel on Chinese Windows saves CSV in GBK
         except UnicodeDecodeError as exc:
             raise UnreadableFile("文件编码无法识别（请用 UTF-8 或 GBK 保存的 CSV，或 .xlsx）") from exc
-    yield from csv.reader(io.StringIO(text))
+    # newline=None: CR-only (old Mac Excel) and CRLF files read like LF ones
+    try:
+        yield from csv.reader(io.StringIO(text, newline=None))
+    except csv.Error as exc:
+        raise UnreadableFile("CSV 文件格式有误（请用 Excel 另存为“CSV UTF-8”后再导入）") from exc
 
 
 def _xlsx_rows(data: bytes) -> Iterator[list[str]]:
@@ -100,7 +105,14 @@ def _row(n: int, cell: dict[str, str], default_on: dt.date) -> ParsedRow:
             registered_on = dt.date.fromisoformat(cell["registered_on"][:10])
         except ValueError:
             problems.append(f"登记日期 {cell['registered_on']!r} 不是 YYYY-MM-DD")
-    spec = SubjectSpec(subject_id=cell["subject_id"], kind=kind, name=cell["name"], categories=categories,
+    name, problem = clean_name(cell["name"])
+    problems += [p for p in (problem, id_problem(cell["subject_id"])) if p]
+    for other in ("family_id", "contact_id"):
+        if cell.get(other) and (problem := id_problem(cell[other])):
+            problems.append(problem)
+    if registered_on < SCHEME_FIRST_DAY or registered_on > SCHEME_LAST_DAY:
+        problems.append(f"登记日期 {registered_on} 应在 {SCHEME_FIRST_DAY} 至 {SCHEME_LAST_DAY} 之间")
+    spec = SubjectSpec(subject_id=cell["subject_id"], kind=kind, name=name, categories=categories,
                        registered_on=registered_on, gender=gender, family_id=cell.get("family_id") or None,
                        contact_id=cell.get("contact_id") or None, units=tuple(_split(cell.get("units", ""))))
     return ParsedRow(n, spec, problems)

@@ -7,7 +7,10 @@ community-level events (communities, org units, needs, activities, work reports)
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from shared.events import Event, event
 
@@ -171,3 +174,36 @@ class WorkReported(DeclarationsEvent):
     rule_code: str
     subject_ids: tuple[str, ...]
     reported_by: str
+
+
+# ---- the rule catalogue ---------------------------------------------------------------------
+
+
+class RuleDefinition(BaseModel):
+    """One itemised rule (积分项目) as published in a catalogue version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    dimension: str
+    title: str
+    categories: tuple[str, ...]
+    points_per_unit: int  # positive = 加分, negative = 减分
+    unit: str
+    monthly_cap: int | None = None  # on |points| per subject, rule and month
+    evidence_required: bool = False
+    recorded_by: tuple[str, ...]
+    weight: Decimal = Decimal(1)  # seed: employment and income rules weigh more
+    max_quantity: int = 10
+
+
+@event
+class CatalogueVersionPublished(DeclarationsEvent):
+    """A county admin publishes a whole catalogue version; items are scored by the version in force
+    in the month they happened (the seed file only seeds version 1). Stream ``catalogue``."""
+
+    version: int
+    effective_month: str  # YYYY-MM
+    rules: tuple[RuleDefinition, ...]
+    published_by: str
+    note: str = ""

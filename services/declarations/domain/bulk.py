@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from services.declarations.domain.catalogue import RuleCatalogue
 from services.declarations.domain.intake import STAFF, Actor, Facts, ItemRequest, decide_declaration, require_role
-from shared.commands import Rejected
+from services.declarations.domain.state import Need
+from shared.errors import Rejected, other_community, require_same_community
 from shared.events import Event
 from shared.events.declarations import (
     ActivityAttendanceRecorded,
@@ -91,23 +92,11 @@ def decide_work_report(*, report_id: str, community_id: str, enterprise: str, ru
 # ---- the needs board --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Need:
-    need_id: str
-    community_id: str
-    title: str
-    rule_code: str
-    quantity: int
-    status: str  # open, taken, completed
-    taken_by: str | None = None  # subject id of the doer
-
-
 def decide_post_need(*, need_id: str, community_id: str, title: str, rule_code: str, quantity: int,
                      description: str, actor: Actor, community_known: bool, month: str,
                      catalogue: RuleCatalogue) -> list[Event]:
     require_role(actor, STAFF, "发布需求")
-    if actor.community not in ("*", community_id):
-        raise Rejected(f"无权操作其他社区（{community_id}）的数据", status=403, code="forbidden_community")
+    require_same_community(actor.community, community_id)
     if not community_known:
         raise Rejected(f"没有登记社区 {community_id}", code="unknown_community")
     rule = catalogue.rule(rule_code, month)
@@ -123,7 +112,7 @@ def _need(need: Need | None, need_id: str, actor: Actor) -> Need:
     if need is None:
         raise Rejected(f"没有需求 {need_id}", status=404, code="unknown_need")
     if actor.community not in ("*", need.community_id):
-        raise Rejected("无权操作其他社区的需求", status=403, code="forbidden_community")
+        raise other_community(need.community_id)
     return need
 
 

@@ -7,42 +7,16 @@ never changes history. Employment and income rules carry a weight above 1 (seed:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-CATEGORIES: dict[str, str] = {
-    "party_organization": "安置地党支部和党小组",
-    "party_member": "党员",
-    "mass_organization": "群团组织",
-    "resident": "居民",
-    "family": "家庭",
-    "employed": "创业就业者",
-    "community_cadre": "社区干部",
-    "volunteer": "志愿者",
-    "building_head": "楼栋长",
-    "property_staff": "物业人员（保洁员）",
-}
+from shared.vocabulary import CATEGORIES, DIMENSIONS, ENTRY_STAFF
 
-DIMENSIONS: dict[str, str] = {
-    "political_quality": "政治思想素质",
-    "leading_development": "带领发展能力",
-    "duty_performance": "履职尽责素质",
-    "service_to_people": "为民服务水平",
-    "affairs_handling": "处理事务能力",
-    "dispute_mediation": "矛盾纠纷调处",
-    "training_employment": "组织培训就业成效",
-    "community_building": "社区建设参与",
-    "livelihood_employment": "生活工作就业",
-    "law_abiding": "遵纪守法表现",
-    "civility_hygiene": "文明卫生表现",
-    "volunteer_service": "志愿服务参与",
-    "family_tradition": "家风家教情况",
-    "social_morality": "社会公德表现",
-}
+__all__ = ["CATEGORIES", "DIMENSIONS", "CatalogueVersion", "Rule", "RuleCatalogue", "catalogue_from_data"]
 
-STAFF_ROLES = ("recorder", "supervisor")  # deductions: recorders and supervisors only
+STAFF_ROLES = ENTRY_STAFF  # deductions: recorders and supervisors only
 
 
 class CatalogueError(ValueError):
@@ -116,34 +90,8 @@ class RuleCatalogue:
         return [r for r in version.rules.values() if category is None or r.applies_to(category)]
 
 
-def _rule(raw: Mapping[str, Any], version: int, roles: Mapping[str, Sequence[str]]) -> Rule:
-    cats = tuple(CATEGORIES) if list(raw["categories"]) == ["*"] else tuple(raw["categories"])
-    recorded_by = raw.get("recorded_by", "everyone")
-    rule = Rule(
-        code=raw["code"], dimension=raw["dimension"], title=raw["title"], categories=cats,
-        points_per_unit=int(raw["points_per_unit"]), unit=raw["unit"], monthly_cap=raw.get("monthly_cap"),
-        evidence_required=bool(raw.get("evidence_required", False)),
-        recorded_by=tuple(roles[recorded_by] if isinstance(recorded_by, str) else recorded_by),
-        weight=Decimal(str(raw.get("weight", 1))), max_quantity=int(raw.get("max_quantity", 10)), version=version,
-    )
-    problems = [c for c in rule.categories if c not in CATEGORIES]
-    if rule.dimension not in DIMENSIONS:
-        problems.append(f"dimension {rule.dimension}")
-    if rule.points_per_unit == 0 or rule.max_quantity < 1 or rule.weight <= 0:
-        problems.append("points_per_unit, max_quantity and weight must be non-zero and positive where required")
-    if rule.is_deduction and not set(rule.recorded_by) <= set(STAFF_ROLES):
-        problems.append("deductions may be recorded by recorders and supervisors only")
-    if problems:
-        raise CatalogueError(f"rule {rule.code} v{version}: {problems}")
-    return rule
-
-
 def catalogue_from_data(data: Mapping[str, Any]) -> RuleCatalogue:
-    roles = data.get("roles", {"everyone": ["declarant", "recorder", "supervisor", "site"], "staff": STAFF_ROLES})
-    versions = []
-    for raw in sorted(data["versions"], key=lambda v: v["effective_month"]):
-        rules = {r["code"]: _rule(r, int(raw["version"]), roles) for r in raw["rules"]}
-        if len(rules) != len(raw["rules"]):
-            raise CatalogueError(f"version {raw['version']}: duplicate rule codes")
-        versions.append(CatalogueVersion(int(raw["version"]), raw["effective_month"], rules))
-    return RuleCatalogue(tuple(versions))
+    """A catalogue from seed data (``data/rules.json``'s shape), checked as a published version is."""
+    from services.declarations.domain.catalogue_log import catalogue_of, seed_events
+
+    return catalogue_of(seed_events(data))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from services.declarations.domain.catalogue import CATEGORIES, Rule, RuleCatalogue
+from services.declarations.domain.catalogue import Rule, RuleCatalogue
 from services.declarations.domain.roster import Subject
-from shared.commands import Rejected
+from shared.errors import Rejected, require_same_community
 from shared.events.declarations import DeclarationSubmitted, DeductionRecorded
+from shared.vocabulary import BULK_CHANNELS, CATEGORIES, CHANNELS, DECLARATION_CHANNELS, ENTRY_STAFF, roles_text
 
-STAFF = ("recorder", "supervisor")
+STAFF = ENTRY_STAFF
 # Which role may use which channel (seed: 口头、微信、QQ、社区微信公众平台、手机党建积分APP).
 CHANNEL_ROLES: dict[str, tuple[str, ...]] = {
     "app": ("declarant", *STAFF),
@@ -24,7 +25,7 @@ CHANNEL_ROLES: dict[str, tuple[str, ...]] = {
     "official_account": ("site",),  # the community's WeChat official account, through a site credential
     "oral": STAFF,  # a recorder enters what the subject says
 }
-BULK_CHANNELS = ("activity", "needs_board", "enterprise")
+assert set(CHANNEL_ROLES) == set(DECLARATION_CHANNELS)
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,12 @@ class Scored:
 
 
 def require_community(actor: Actor, community_id: str) -> None:
-    if actor.community not in ("*", community_id):
-        raise Rejected(f"无权操作其他社区（{community_id}）的数据", status=403, code="forbidden_community")
+    require_same_community(actor.community, community_id)
 
 
 def require_role(actor: Actor, roles: tuple[str, ...], what: str) -> None:
     if actor.role not in roles:
-        raise Rejected(f"{what}需要以下角色之一：{'、'.join(roles)}", status=403, code="forbidden_role")
+        raise Rejected(f"{what}需要以下角色之一：{roles_text(roles)}", status=403, code="forbidden_role")
 
 
 def assess(req: ItemRequest, actor: Actor, facts: Facts, catalogue: RuleCatalogue, *, deduction: bool) -> Scored:
@@ -99,7 +99,7 @@ def assess(req: ItemRequest, actor: Actor, facts: Facts, catalogue: RuleCatalogu
     if not deduction and rule.is_deduction:
         raise Rejected(f"{rule.title} 是减分项目，只能由记录员或监督员登记减分", code="deduction_rule")
     if actor.role not in rule.recorded_by:
-        raise Rejected(f"{rule.title} 只能由 {'、'.join(rule.recorded_by)} 录入", status=403,
+        raise Rejected(f"{rule.title} 只能由 {roles_text(rule.recorded_by)} 录入", status=403,
                        code="forbidden_role")
     category = _category(rule, s, req.category)
     if not 1 <= req.quantity <= rule.max_quantity:
@@ -133,9 +133,10 @@ def _category(rule: Rule, subject: Subject, wanted: str | None) -> str:
 def decide_declaration(req: ItemRequest, channel: str, actor: Actor, facts: Facts, catalogue: RuleCatalogue,
                        item_id: str, *, source_id: str | None = None) -> DeclarationSubmitted:
     if channel in CHANNEL_ROLES:
-        require_role(actor, CHANNEL_ROLES[channel], f"通过“{channel}”渠道申报")
+        require_role(actor, CHANNEL_ROLES[channel], f"通过“{CHANNELS[channel]}”渠道申报")
     elif channel not in BULK_CHANNELS:
-        raise Rejected(f"不认识的申报渠道 {channel!r}（可用：{'、'.join(CHANNEL_ROLES)}）", code="unknown_channel")
+        usable = "、".join(f"{c}（{CHANNELS[c]}）" for c in CHANNEL_ROLES)
+        raise Rejected(f"不认识的申报渠道 {channel!r}（可用：{usable}）", code="unknown_channel")
     if actor.role == "declarant" and req.subject_id not in actor.subject_ids:
         raise Rejected("申报人只能为本人（或本家庭）申报", status=403, code="not_own_subject")
     scored = assess(req, actor, facts, catalogue, deduction=False)

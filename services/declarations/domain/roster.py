@@ -9,8 +9,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from services.declarations.domain.catalogue import CATEGORIES
-from shared.commands import Rejected
+from services.declarations.domain.state import OrgUnit, Subject
+from shared.errors import Rejected
 from shared.events.declarations import (
     CommunityRegistered,
     OrgUnitAdded,
@@ -18,6 +18,7 @@ from shared.events.declarations import (
     SubjectMovedOut,
     SubjectRegistered,
 )
+from shared.vocabulary import CATEGORIES
 
 # seed: 联合党委-党总支-党支部-党小组, grid cells (楼栋、车间、志愿队伍) under a branch
 UNIT_PARENTS: dict[str, tuple[str | None, ...]] = {
@@ -32,27 +33,6 @@ UNIT_PARENTS: dict[str, tuple[str | None, ...]] = {
 KINDS = ("person", "family", "organisation")
 ORGANISATION_CATEGORIES = ("party_organization", "mass_organization")
 GENDERS = ("female", "male")
-
-
-@dataclass(frozen=True)
-class OrgUnit:
-    unit_id: str
-    community_id: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class Subject:
-    subject_id: str
-    community_id: str
-    kind: str
-    name: str
-    categories: tuple[str, ...]
-    registered_on: dt.date
-    moved_out_on: dt.date | None = None
-
-    def active_on(self, day: dt.date) -> bool:
-        return self.registered_on <= day and (self.moved_out_on is None or day < self.moved_out_on)
 
 
 @dataclass(frozen=True)
@@ -135,8 +115,10 @@ def _category_problems(kind: str, categories: Sequence[str]) -> list[str]:
 
 def register_subjects(community_id: str, community_known: bool, specs: Sequence[SubjectSpec],
                       taken: set[str], units: Mapping[str, OrgUnit], families: set[str], persons: set[str],
+                      rows: Sequence[int] = (), known_problems: Sequence[Sequence[str]] = (),
                       ) -> list[SubjectRegistered]:
-    """All or nothing: any bad spec refuses the lot, with every problem per row (1-based)."""
+    """All or nothing: any bad spec refuses the lot, with every problem per row (1-based, or the file's
+    row numbers ``rows``; ``known_problems``: what reading the file already found, per spec)."""
     if not community_known:
         raise Rejected(f"没有登记社区 {community_id}", code="unknown_community")
     ids = [s.subject_id for s in specs]
@@ -144,12 +126,13 @@ def register_subjects(community_id: str, community_known: bool, specs: Sequence[
     persons = persons | {s.subject_id for s in specs if s.kind == "person"}
     report = []
     for n, spec in enumerate(specs, start=1):
-        problems = spec_problems(spec, community_id=community_id, taken=spec.subject_id in taken,
+        problems = list(known_problems[n - 1]) if known_problems else []
+        problems += spec_problems(spec, community_id=community_id, taken=spec.subject_id in taken,
                                  units=units, families=families, persons=persons)
         if ids.count(spec.subject_id) > 1:
             problems.append(f"编号 {spec.subject_id} 在本次导入中重复")
         if problems:
-            report.append({"row": n, "subject_id": spec.subject_id, "problems": problems})
+            report.append({"row": rows[n - 1] if rows else n, "subject_id": spec.subject_id, "problems": problems})
     if not specs:
         raise Rejected("没有要登记的主体", code="empty_roster")
     if report:
@@ -161,8 +144,8 @@ def register_subjects(community_id: str, community_known: bool, specs: Sequence[
 
 
 def _active(subject: Subject | None, subject_id: str, on: dt.date) -> Subject:
-    if subject is None:
-        raise Rejected(f"没有登记积分主体 {subject_id}", code="unknown_subject")
+    if subject is None:  # the subject is named in the path: an unknown one is not there (404)
+        raise Rejected(f"没有登记积分主体 {subject_id}", status=404, code="unknown_subject")
     if subject.moved_out_on is not None and subject.moved_out_on <= on:
         raise Rejected(f"{subject.name} 已于 {subject.moved_out_on} 迁出", code="subject_inactive")
     return subject

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from shared import vocabulary
 from shared.auth import ALL_COMMUNITIES, Principal, Role, read_token
 from shared.commands import Rejected
 from shared.settings import get_settings
@@ -25,11 +26,7 @@ HERE = Path(__file__).parent
 COOKIE = "points_token"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600  # tokens are issued for 30 days by default (shared.auth)
 ENTRY_ROLES = (Role.recorder, Role.supervisor)  # oral declarations and deductions: staff only (domain)
-ROLE_NAMES = {
-    Role.declarant: "申报人", Role.recorder: "记录员", Role.supervisor: "监督员", Role.leading_group: "领导小组成员",
-    Role.secretary: "第一责任人", Role.clerk: "超市收银员", Role.auditor: "审计员", Role.county_admin: "县级管理员",
-    Role.site: "社区站点",
-}
+ROLE_NAMES = {Role(code): word for code, word in vocabulary.ROLES.items()}
 # No inline script or style: everything comes from this server (the office machines are offline).
 PAGE_HEADERS = {
     "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -91,6 +88,7 @@ async def recorder_page(request: Request, token: str | None = None) -> Response:
         "recorder.html", principal=principal, role_name=ROLE_NAMES.get(principal.role, principal.role.value),
         may_enter=principal.role in ENTRY_ROLES, county_wide=principal.community == ALL_COMMUNITIES,
         timezone=settings.timezone,  # "today" and months are the county's civil dates
+        vocabulary=vocabulary.as_json(),
     )
 
 

@@ -77,20 +77,86 @@ async def test_given_a_county_admin_then_tokens_are_issued_and_work(svc: InProce
     assert r.status_code == 403
 
 
-async def test_given_a_batch_that_fails_as_a_whole_then_each_request_is_answered_on_its_own(
+async def test_given_two_commands_decided_on_the_same_version_then_one_appends_and_the_other_is_decided_again(
     svc: InProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.declarations.batching import Batcher
+    """Monthly cap 60 (HELP_MOVE, 10 points each): 50 used, two more items both decided on that state."""
+    from services.declarations import pipeline, tables
 
-    async def broken(self: Batcher, batch: list[Any]) -> list[Any]:
-        raise ConnectionError("database went away mid-batch")
+    for _ in range(5):
+        assert (await svc.post("/declarations", move("p-li"), RECORDER)).status_code == 201
+    loaded: list[int] = []
+    both_loaded = asyncio.Event()
+    real_load = tables.load
 
-    monkeypatch.setattr(Batcher, "_run", broken)
+    async def load_then_wait(*args: Any, **kwargs: Any) -> Any:  # each first load waits for the other's
+        state, heads = await real_load(*args, **kwargs)
+        if "p-li" in state.subjects:
+            loaded.append(state.subjects["p-li"].version)
+            if len(loaded) == 2:
+                both_loaded.set()
+            await asyncio.wait_for(both_loaded.wait(), 10)
+        return state, heads
+
+    monkeypatch.setattr(pipeline.tables, "load", load_then_wait)
+    # Two processes' worth: one pipeline each, so neither queue serialises the two.
+    app = svc.app
+    rival = pipeline.Pipeline(app.state.runtime.pool, app.state.runtime.store, app.state.catalogue)
+    original = app.state.pipeline
     before = await svc.events()
-    answers = await asyncio.gather(svc.post("/declarations", move("p-ji", rule_code="LAW_STUDY"), RECORDER),
-                                   svc.post("/declarations", move("p-nobody"), RECORDER))
-    assert [(a.status_code, a.json().get("error")) for a in answers] == [(201, None), (422, "unknown_subject")]
+    first = asyncio.create_task(svc.post("/declarations", move("p-li"), RECORDER))
+    await asyncio.sleep(0)
+    app.state.pipeline = rival
+    try:
+        second = asyncio.create_task(svc.post("/declarations", move("p-li"), RECORDER))
+        answers = await asyncio.gather(first, second)
+    finally:
+        app.state.pipeline = original
+        await rival.stop()
+    assert loaded[:2] == [loaded[0], loaded[0]]  # both decided on the same version
+    assert sorted((a.status_code, a.json().get("error")) for a in answers) == [
+        (201, None), (422, "monthly_cap_exceeded")]
+    refused = next(a.json() for a in answers if a.status_code == 422)
+    assert refused["detail"] == {"used": 60, "cap": 60, "remaining": 0}  # decided again, on the new state
+    assert len(loaded) == 3 and loaded[2] == loaded[0] + 1
     assert await svc.events() == before + 1
+    assert original.conflicts + rival.conflicts == 1
+
+
+async def test_given_a_stream_that_keeps_changing_then_the_command_is_decided_a_bounded_number_of_times_then_409(
+    svc: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.declarations import pipeline
+    from shared.store import ConcurrencyError
+
+    tries: list[int] = []
+
+    async def always_behind(*args: Any, **kwargs: Any) -> Any:
+        tries.append(1)
+        raise ConcurrencyError("stream subject-p-zhang was appended to concurrently")
+
+    monkeypatch.setattr(pipeline, "append_all", always_behind)
+    before = await svc.events()
+    r = await svc.post("/declarations", move("p-zhang", rule_code="LAW_STUDY"), RECORDER)
+    assert (r.status_code, r.json()["error"]) == (409, "concurrent_update"), r.text
+    assert "请稍后再试" in r.json()["reason"] and r.json()["detail"]["attempts"] == pipeline.ATTEMPTS
+    assert len(tries) == pipeline.ATTEMPTS
+    assert await svc.events() == before
+
+
+async def test_given_the_snapshot_then_it_equals_the_fold_of_the_subjects_stream(svc: InProcess) -> None:
+    from services.declarations import tables
+    from services.declarations.domain.decide import Wants
+    from services.declarations.domain.state import fold
+
+    rt = svc.app.state.runtime
+    async with rt.pool.acquire() as conn:
+        history = [env.event for env in await rt.store.load(conn, "subject-p-zhao")]
+        folded = fold(history)
+        catalogue, published = await svc.app.state.catalogue.current(conn)
+        w = Wants(subjects={"p-zhao"}, usage={("p-zhao", "HELP_MOVE", "2026-11")})
+        snapshot = (await tables.load(conn, w, catalogue, published))[0].subjects["p-zhao"]
+    assert folded == snapshot and snapshot.used("HELP_MOVE", "2026-11") == 60
 
 
 async def test_given_the_roster_then_communities_and_the_org_tree_are_listed(svc: InProcess) -> None:
@@ -101,3 +167,14 @@ async def test_given_the_roster_then_communities_and_the_org_tree_are_listed(svc
     assert [u["kind"] for u in units][:3] == ["joint_committee", "general_branch", "branch"]
     assert {u["kind"] for u in units} == {"joint_committee", "general_branch", "branch", "group", "building",
                                           "workshop", "volunteer_team"}
+
+
+async def test_given_everything_appended_in_this_module_then_every_stream_is_one_unbroken_hash_chain(
+    svc: InProcess,
+) -> None:
+    from shared.store import verify_chain
+
+    rows = await svc.app.state.runtime.pool.fetch(
+        "select stream_id, version, type, body, prev_hash, hash from events order by stream_id, version")
+    assert len(rows) > 40
+    assert verify_chain([tuple(r) for r in rows]) == []

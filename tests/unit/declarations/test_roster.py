@@ -95,5 +95,5 @@ def test_given_a_subject_when_moving_out_then_it_is_inactive_from_that_day() -> 
     assert gone.active_on(dt.date(2026, 11, 19)) and not gone.active_on(dt.date(2026, 11, 20))
     with refused("subject_inactive"):
         roster.move_out(gone, "p-xu", dt.date(2026, 11, 21), "")
-    with refused("unknown_subject"):
+    with refused("unknown_subject", 404):  # named in the path: not there
         roster.move_out(None, "p-x", dt.date(2026, 11, 21), "")

@@ -9,26 +9,12 @@
   const role = body.dataset.role || "";
   const timeZone = body.dataset.timezone || "Asia/Shanghai";
 
-  const CATEGORIES = {
-    party_organization: "党支部/党小组", party_member: "党员", mass_organization: "群团组织", resident: "居民",
-    family: "家庭", employed: "创业就业者", community_cadre: "社区干部", volunteer: "志愿者",
-    building_head: "楼栋长", property_staff: "物业人员",
-  };
-  const DIMENSIONS = {
-    political_quality: "政治思想素质", leading_development: "带领发展能力", duty_performance: "履职尽责素质",
-    service_to_people: "为民服务水平", affairs_handling: "处理事务能力", dispute_mediation: "矛盾纠纷调处",
-    training_employment: "组织培训就业成效", community_building: "社区建设参与", livelihood_employment: "生活工作就业",
-    law_abiding: "遵纪守法表现", civility_hygiene: "文明卫生表现", volunteer_service: "志愿服务参与",
-    family_tradition: "家风家教情况", social_morality: "社会公德表现",
-  };
-  const CHANNELS = {
-    oral: "口头", wechat: "微信", qq: "QQ", official_account: "公众号", app: "手机APP", activity: "活动",
-    needs_board: "需求", enterprise: "企业", office: "办公室（减分）", correction: "更正",
-  };
-  const STATUSES = {
-    submitted: "待审核", verified: "已核实", returned: "已退回", rejected: "已驳回", certified: "已认定",
-    corrected: "已更正", active: "在册", moved_out: "已迁出", inactive: "停用",
-  };
+  // One vocabulary for every page (shared/vocabulary.py), handed over by the server with the page.
+  const VOCABULARY = JSON.parse(body.dataset.vocabulary || "{}");
+  const CATEGORIES = VOCABULARY.categories || {};
+  const DIMENSIONS = VOCABULARY.dimensions || {};
+  const CHANNELS = VOCABULARY.channels || {};
+  const STATUSES = Object.assign({}, VOCABULARY.item_statuses || {}, VOCABULARY.subject_statuses || {});
 
   const $ = (id) => document.getElementById(id);
   const label = (map, code) => map[code] || code || "";
