@@ -41,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,9 @@ class Recorded:
     causation_id: uuid.UUID | None = None
 
 
+Append = tuple[str, int, Sequence[Event], str, Recorded]  # stream, expected version, events, key, who and when
+
+
 async def migrate(conn: asyncpg.Connection) -> None:
     async with conn.transaction():  # services and tests migrate concurrently: one at a time
         await conn.execute("select pg_advisory_xact_lock($1)", LOG_LOCK + 1)
@@ -178,6 +181,49 @@ class EventStore:
             except asyncpg.UniqueViolationError as exc:
                 raise ConcurrencyError("one of the new streams already exists") from exc
         return [[e for e, _ in batch] for batch in batches]
+
+    async def append_many(self, conn: asyncpg.Connection, appends: Sequence[Append],
+                          known: Mapping[str, tuple[int, str]] | None = None) -> list[list[Envelope]]:
+        """Append to many streams, each at the version its decision was made on, in one statement
+        (group commit: a batch of commands). A stream may appear twice: the second expects what the
+        first left. ``known``: (version, …) of streams as the caller's snapshots hold them, which
+        spares reading them; a stale one cannot slip through (unique (stream, version)).
+        ``ConcurrencyError`` when a stream is not at its expected version. Takes the log lock."""
+        if not appends:
+            return []
+        current: dict[str, int] = {}
+        unknown = []
+        for stream, expected, *_ in appends:
+            if stream in current:
+                continue
+            if expected == 0 or (known is not None and stream in known and known[stream][0] == expected):
+                current[stream] = expected
+            else:
+                unknown.append(stream)
+        if unknown:
+            rows = await conn.fetch("""select stream_id, max(version) as version from events
+                                       where stream_id = any($1::text[]) group by stream_id""", unknown)
+            found = {r["stream_id"]: r["version"] for r in rows}
+            current |= {stream: found.get(stream, 0) for stream in unknown}
+        async with _transaction(conn):
+            position, prev = await self._log_head(conn)
+            pairs: list[tuple[Envelope, bytes]] = []
+            out: list[list[Envelope]] = []
+            for stream, expected, events, key, recorded in appends:
+                version = current[stream]
+                if version != expected:
+                    raise ConcurrencyError(f"stream {stream} is at version {version}, expected {expected}")
+                batch = self._envelopes(stream, version, position, prev, events, key, recorded)
+                if batch:
+                    position, prev = batch[-1][0].position or 0, batch[-1][0].hash
+                current[stream] = version + len(batch)
+                pairs += batch
+                out.append([e for e, _ in batch])
+            try:
+                await self._insert(conn, pairs)
+            except asyncpg.UniqueViolationError as exc:
+                raise ConcurrencyError("a stream of the batch was appended to concurrently") from exc
+        return out
 
     async def _log_head(self, conn: asyncpg.Connection) -> tuple[int, str]:
         """Lock the log (until commit) and read its head: (chain position, hash) of the last link."""

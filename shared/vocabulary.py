@@ -51,6 +51,7 @@ ITEM_STATUSES: Mapping[str, str] = MappingProxyType({
     "rejected": "已驳回",
     "certified": "已认定",
     "corrected": "已更正",
+    "carried": "已转入下月审核",
 })
 
 # A subject's status on the roster.
@@ -74,6 +75,20 @@ CHANNELS: Mapping[str, str] = MappingProxyType({
 })
 DECLARATION_CHANNELS = ("oral", "wechat", "qq", "official_account", "app")  # POST /declarations
 BULK_CHANNELS = ("activity", "needs_board", "enterprise")  # their own routes
+
+# Where a certified list is posted for public supervision (domain: 公示).
+NOTICE_CHANNELS: Mapping[str, str] = MappingProxyType({
+    "wechat_official_account": "社区微信公众号",
+    "party_wechat_group": "党员微信群",
+    "bulletin_board": "小区公告栏",
+})
+
+# What became of an objection to a posted item.
+OBJECTION_STATUSES: Mapping[str, str] = MappingProxyType({
+    "open": "待处理",
+    "upheld": "已采纳",
+    "dismissed": "不予采纳",
+})
 
 # Roles (same codes as shared.auth.Role).
 ROLES: Mapping[str, str] = MappingProxyType({

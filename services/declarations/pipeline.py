@@ -26,7 +26,6 @@ import asyncpg
 import orjson
 
 from services.declarations import tables
-from services.declarations.appends import Append, append_all
 from services.declarations.catalogue_store import CatalogueCache
 from services.declarations.domain.commands import (
     ChangeCategories,
@@ -42,7 +41,7 @@ from services.declarations.domain.state import Aggregate, Community, Need, Subje
 from shared.errors import Rejected, conflict, key_reused
 from shared.events import Event
 from shared.logging import get_logger
-from shared.store import ConcurrencyError, EventStore, Recorded
+from shared.store import Append, ConcurrencyError, EventStore, Recorded
 
 log = get_logger("declarations.pipeline")
 ATTEMPTS = 4
@@ -194,7 +193,7 @@ class Pipeline:
                 appends.append((stream, view.version(stream), events, key, job.recorded))
                 view.apply(stream, events)
             decided.append((i, outcome, start, len(appends)))
-        envelopes = await append_all(self.store, conn, appends, heads)
+        envelopes = await self.store.append_many(conn, appends, heads)
         hashes = {envs[-1].subject: envs[-1].hash for envs in envelopes if envs}
         answers: list[tuple[str, int, str]] = []
         for i, outcome, start, end in decided:

@@ -31,8 +31,8 @@ from services.review.domain.commands import (
 )
 from services.review.domain.decide import decide
 from services.review.domain.evolve import ReviewState, fold
-from shared.commands import Rejected
 from shared.envelope import Envelope
+from shared.errors import Rejected
 from shared.events.review import MonthCertified
 from shared.store import ConcurrencyError, EventStore, Recorded
 

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared import vocabulary
 from shared.auth import ALL_COMMUNITIES, Principal, Role, read_token
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.settings import get_settings
 
 HERE = Path(__file__).parent

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.review import (
     CertificationSigned,
     ItemCarriedOver,

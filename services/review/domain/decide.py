@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.review import ReviewEvent
 
 from . import certification, notice, verification

@@ -7,7 +7,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.review import (
     MonthFinalised,
     NoticePosted,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.review import (
     ItemCarriedOver,
     ItemRejected,
@@ -19,13 +19,12 @@ from shared.events.review import (
     ReviewEvent,
     VerificationOverruled,
 )
+from shared.vocabulary import ITEM_STATUSES
 
 from .certification import next_open_month
 from .commands import Actor, DecideItem, OverruleItem, Rules
 from .evolve import ReviewState
 from .model import Item
-
-STATUS_ZH = {"submitted": "待审核", "verified": "审核通过", "returned": "退回修改", "rejected": "驳回"}
 
 
 def item_for(state: ReviewState, item_id: str, actor: Actor, rules: Rules) -> Item:
@@ -56,7 +55,8 @@ def decide(cmd: DecideItem, state: ReviewState, rules: Rules) -> list[ReviewEven
     """A recorder's first look, or a second look at an item the declarant has fixed after a return."""
     it, carried = _carry_if_late(item_for(state, cmd.item_id, cmd.actor, rules), state)
     if it.status in ("verified", "rejected"):
-        raise Rejected(f"该条目已{STATUS_ZH[it.status]}；如需改变，请由监督员改判", status=409, code="already_decided")
+        raise Rejected(f"该条目已是“{ITEM_STATUSES[it.status]}”；如需改变，请由监督员改判", status=409,
+                       code="already_decided")
     base = {"item_id": it.item_id, "community_id": it.community_id, "month": it.month}
     if cmd.decision == "verified":
         return [*carried, ItemVerified(**base)]
@@ -78,7 +78,7 @@ def overrule(cmd: OverruleItem, state: ReviewState, rules: Rules) -> list[Review
     if it.status == "submitted":
         raise Rejected("记录员尚未审核该条目，无可改判", status=409, code="nothing_to_overrule")
     if it.status == cmd.decision:
-        raise Rejected(f"该条目已是“{STATUS_ZH[cmd.decision]}”", status=409, code="same_decision")
+        raise Rejected(f"该条目已是“{ITEM_STATUSES[cmd.decision]}”", status=409, code="same_decision")
     if not cmd.reason.strip():
         raise Rejected("请填写改判理由", status=422, code="reason_required")
     return [VerificationOverruled(item_id=it.item_id, community_id=it.community_id, month=it.month,

@@ -21,8 +21,8 @@ from services.review.items import ItemsProjection
 from services.review.settings import ReviewSettings
 from shared import projection as projections
 from shared import store as event_store
-from shared.commands import Rejected
 from shared.envelope import source_for
+from shared.errors import Rejected
 from shared.events.review import ItemCarriedOver, MonthCertified, PointsAwarded, certification_digest
 from shared.projection import ProjectionRunner
 from shared.relay import Relay

@@ -11,7 +11,7 @@ from services.declarations.domain import bulk
 from services.declarations.domain.bulk import Line, Need
 from services.declarations.domain.intake import Actor, Facts
 from services.declarations.domain.roster import Subject
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.declarations import (
     ActivityAttendanceRecorded,
     DeclarationSubmitted,

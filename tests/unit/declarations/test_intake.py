@@ -18,7 +18,7 @@ from services.declarations.domain.intake import (
     decide_deduction,
 )
 from services.declarations.domain.roster import Subject
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.declarations import DeclarationSubmitted, DeductionRecorded
 
 pytestmark = pytest.mark.unit

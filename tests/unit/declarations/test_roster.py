@@ -8,7 +8,7 @@ import pytest
 
 from services.declarations.domain import roster
 from services.declarations.domain.roster import OrgUnit, Subject, SubjectSpec
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.declarations import SubjectCategoriesChanged, SubjectMovedOut
 
 pytestmark = pytest.mark.unit

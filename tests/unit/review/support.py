@@ -12,7 +12,7 @@ from services.review.domain.commands import Command, Rules
 from services.review.domain.decide import decide
 from services.review.domain.evolve import ReviewState, fold
 from services.review.domain.model import Item, Signer
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.review import ReviewEvent
 
 TZ = "Asia/Shanghai"

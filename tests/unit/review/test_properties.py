@@ -20,7 +20,7 @@ from services.review.domain.certification import awards_of
 from services.review.domain.decide import decide
 from services.review.domain.evolve import ReviewState, fold
 from services.review.domain.model import Item, Signer
-from shared.commands import Rejected
+from shared.errors import Rejected
 from shared.events.review import (
     CertificationSigned,
     ItemCarriedOver,
