@@ -9,12 +9,19 @@ a file stem for the whole report.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from shared.auth import Role
+from tests.support.services import token
+
+# A role to sign in as: (role, community, subject ids)
+As = tuple[Role, str, tuple[str, ...]]
 
 # A schema cannot say which subject exists or which month is certified: a well-formed request may be
 # refused by the rules (403 role, 404 unknown, 409 state, 422 business rule), always in ErrorBody.
@@ -38,13 +45,35 @@ def cli() -> list[str] | None:
     return [found] if found else None
 
 
-def fuzz(url: str, label: str, workdir: Path, *, bearer: str | None = None, max_examples: int = 8,
-         seconds: int = 15) -> None:
+def known_values(known: dict[str, list[str]], probability: float) -> str:
+    """Config binding each named parameter (in the path, the query or the body) to values the stack holds,
+    drawn with ``probability``: the fuzzer reaches the rules behind a 403/404 as well as the refusals."""
+    lines = []
+    for name, values in known.items():
+        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
+    lines.append("[parameters]")
+    for name in known:
+        for where in ("path", "query", "body"):
+            lines.append(f'"{where}.{name}" = {{ dictionary = "{name}", probability = {probability} }}')
+    return "\n".join(lines) + "\n"
+
+
+def fuzz_as(url: str, role: str, who: As, workdir: Path, *, known: dict[str, list[str]] | None = None,
+            max_examples: int = 8, seconds: int = 15) -> None:
+    """``fuzz`` signed in as ``who`` (a token for the test user ``st-<role>``)."""
+    r, community, subjects = who
+    fuzz(url, role, workdir, bearer=token(f"st-{role}", r, community, *subjects), known=known,
+         max_examples=max_examples, seconds=seconds)
+
+
+def fuzz(url: str, label: str, workdir: Path, *, bearer: str | None = None,
+         known: dict[str, list[str]] | None = None,
+         max_examples: int = 8, seconds: int = 15) -> None:
     """Run schemathesis against ``url``/openapi.json (as ``bearer`` when given); fail with its report."""
     command = cli()
     assert command is not None, "schemathesis is missing: it is in the dev extras (pip install -e '.[dev]')"
     config = workdir / "schemathesis.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG + (known_values(known, 0.5) if known else ""))
     auth = ["-H", f"Authorization: Bearer {bearer}"] if bearer else []
     run = subprocess.run(
         [*command, "--config-file", str(config), "--no-color", "run", f"{url}/openapi.json",

@@ -14,14 +14,14 @@ import pytest
 from shared.auth import Role
 from tests.e2e.declarations.test_scripted_month import service_at
 from tests.integration.declarations.harness import COMMUNITY, fresh_settings, register_roster
-from tests.support.fuzz import fuzz
-from tests.support.services import RunningService, token
+from tests.support.fuzz import As, fuzz_as
+from tests.support.services import RunningService
 
 pytestmark = pytest.mark.e2e
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "8"))
 SECONDS_PER_ROLE = int(os.environ.get("SCHEMATHESIS_SECONDS_PER_ROLE", "15"))
-ROLES = {
+ROLES: dict[str, As] = {
     "recorder": (Role.recorder, COMMUNITY, ()),
     "supervisor": (Role.supervisor, COMMUNITY, ()),
     "declarant": (Role.declarant, COMMUNITY, ("p-xu",)),
@@ -54,6 +54,4 @@ def service(stack: tuple[str, str]) -> Iterator[RunningService]:
 def test_given_each_role_then_no_server_error_and_no_response_breaks_the_schema(
     service: RunningService, role: str, tmp_path: Path
 ) -> None:
-    r, community, subjects = ROLES[role]
-    fuzz(service.url, role, tmp_path, bearer=token(f"st-{role}", r, community, *subjects),
-         max_examples=MAX_EXAMPLES, seconds=SECONDS_PER_ROLE)
+    fuzz_as(service.url, role, ROLES[role], tmp_path, max_examples=MAX_EXAMPLES, seconds=SECONDS_PER_ROLE)
