@@ -319,7 +319,12 @@ def document(app: FastAPI) -> None:
                     continue
                 responses = op.setdefault("responses", {})
                 for status, text in ERROR_STATUSES.items():
-                    responses[status] = {"description": text, "content": {"application/json": {"schema": ref}}}
+                    # a media type the route declares itself for this status (e.g. a page's text/html 404) stays
+                    own = {media: spec for media, spec in responses.get(status, {}).get("content", {}).items()
+                           if media != "application/json"}
+                    description = responses.get(status, {}).get("description", text) if own else text
+                    responses[status] = {"description": description,
+                                         "content": {**own, "application/json": {"schema": ref}}}
                 if not path.startswith(OPEN_PATHS) and "security" not in op:  # OPEN: security=[] on the route
                     op["security"] = [{"bearer": []}]
         app.openapi_schema = doc

@@ -20,13 +20,16 @@ from services.review.settings import review_settings
 from shared.auth import CurrentPrincipal, Principal, Role, require_community, require_role
 from shared.commands import Rejected, fingerprint, run_idempotent
 from shared.events.review import CHANNELS, Channel, ClockSet, Decision
-from shared.http import IdempotencyKey, RequestBody
+from shared.http import ID_PATTERN, MONTH_PATTERN, SCHEME_FIRST_DAY, SCHEME_LAST_DAY, IdempotencyKey, RequestBody
 from shared.service import Runtime
 from shared.store import Recorded
 
 router = APIRouter(tags=["review"])
 
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+MONTH = MONTH_PATTERN
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+QueryId = Annotated[str, Query(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Now = Annotated[dt.datetime, Depends(clock.now)]
 MonthPath = Annotated[str, Path(pattern=MONTH, description="YYYY-MM")]
 MonthQuery = Annotated[str, Query(pattern=MONTH, description="YYYY-MM")]
@@ -53,22 +56,22 @@ class DecideRequest(Body):
 
 
 class SignRequest(Body):
-    community_id: str = Field(min_length=1, max_length=64)
+    community_id: Id
     month: str = Field(pattern=MONTH)
     digest: str = Field(pattern=r"^[0-9a-f]{64}$",
                         description="sha256 of the list the signer saw (GET /certifications/…)")
 
 
 class NoticeRequest(Body):
-    community_id: str = Field(min_length=1, max_length=64)
+    community_id: Id
     month: str = Field(pattern=MONTH)
     channels: list[Channel] = Field(default_factory=lambda: list(CHANNELS), max_length=3)
 
 
 class ObjectionRequest(Body):
-    community_id: str = Field(min_length=1, max_length=64)
+    community_id: Id
     month: str = Field(pattern=MONTH)
-    item_id: str = Field(min_length=1, max_length=64)
+    item_id: Id
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -78,8 +81,8 @@ class ResolveRequest(Body):
 
 
 class CorrectionRequest(Body):
-    community_id: str = Field(min_length=1, max_length=64)
-    item_id: str = Field(min_length=1, max_length=64)
+    community_id: Id
+    item_id: Id
     delta: int = Field(ge=-100_000, le=100_000)
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -88,6 +91,15 @@ class ClockRequest(Body):
     now: dt.datetime | None = Field(None, description="The time the service takes as now; null: the real clock.")
     frozen: bool = Field(False, description="Stay at ``now`` instead of running on from it.")
     reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def within_scheme(self) -> ClockRequest:
+        if self.now is not None and self.now.tzinfo is None:
+            raise Rejected("时间须带时区，例如 2026-12-08T10:00:00+08:00", status=422, code="timezone_required")
+        if self.now is not None and not SCHEME_FIRST_DAY <= self.now.date() <= SCHEME_LAST_DAY:
+            raise Rejected(f"时间应在 {SCHEME_FIRST_DAY} 至 {SCHEME_LAST_DAY} 之间", status=422,
+                           code="clock_out_of_scheme")
+        return self
 
 
 def runtime(request: Request) -> Runtime:
@@ -117,7 +129,7 @@ async def run(request: Request, principal: Principal, key: str, payload: dict[st
 
 
 @router.post("/items/{item_id}/verification", status_code=201)
-async def verify(item_id: str, body: DecideRequest, request: Request, principal: CurrentPrincipal, now: Now,
+async def verify(item_id: PathId, body: DecideRequest, request: Request, principal: CurrentPrincipal, now: Now,
                  idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """记录员审核：通过、退回修改（写明要改什么）或驳回（写明理由）。不能审核自己申报或录入的条目。"""
     require_role(principal, Role.recorder, Role.supervisor)
@@ -126,7 +138,7 @@ async def verify(item_id: str, body: DecideRequest, request: Request, principal:
 
 
 @router.post("/items/{item_id}/overrule", status_code=201)
-async def overrule(item_id: str, body: DecideRequest, request: Request, principal: CurrentPrincipal, now: Now,
+async def overrule(item_id: PathId, body: DecideRequest, request: Request, principal: CurrentPrincipal, now: Now,
                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """监督员改判记录员的审核结果（须写明理由）。"""
     require_role(principal, Role.supervisor)
@@ -157,7 +169,8 @@ async def sign(body: SignRequest, request: Request, principal: CurrentPrincipal,
 
 
 @router.get("/certifications/{community_id}/{month}")
-async def to_sign(community_id: str, month: MonthPath, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+async def to_sign(community_id: PathId, month: MonthPath, request: Request,
+                  principal: CurrentPrincipal) -> dict[str, Any]:
     """当月待签署的认定名单摘要与已有签名（取自同一快照）。"""
     require_role(principal, *READERS)
     require_community(principal, community_id)
@@ -187,7 +200,7 @@ async def raise_objection(body: ObjectionRequest, request: Request, principal: C
                      lambda _: {"objection_id": objection_id})
 
 
-async def _resolve(objection_id: str, body: ResolveRequest, request: Request, principal: Principal,
+async def _resolve(objection_id: PathId, body: ResolveRequest, request: Request, principal: Principal,
                    now: dt.datetime, key: str, uphold: bool) -> dict[str, Any]:
     require_role(principal, *LEADING)
     command = c.ResolveObjection(objection_id, uphold, body.delta, body.reason, str(uuid.uuid4()),
@@ -196,14 +209,14 @@ async def _resolve(objection_id: str, body: ResolveRequest, request: Request, pr
 
 
 @router.post("/objections/{objection_id}/uphold", status_code=201)
-async def uphold(objection_id: str, body: ResolveRequest, request: Request, principal: CurrentPrincipal, now: Now,
+async def uphold(objection_id: PathId, body: ResolveRequest, request: Request, principal: CurrentPrincipal, now: Now,
                  idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """采纳异议：产生一条更正（delta 分），原认定条目不改。"""
     return await _resolve(objection_id, body, request, principal, now, idempotency_key, uphold=True)
 
 
 @router.post("/objections/{objection_id}/dismiss", status_code=201)
-async def dismiss(objection_id: str, body: ResolveRequest, request: Request, principal: CurrentPrincipal, now: Now,
+async def dismiss(objection_id: PathId, body: ResolveRequest, request: Request, principal: CurrentPrincipal, now: Now,
                   idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """不予采纳（须写明理由）。"""
     return await _resolve(objection_id, body, request, principal, now, idempotency_key, uphold=False)
@@ -220,7 +233,7 @@ async def correct(body: CorrectionRequest, request: Request, principal: CurrentP
 
 
 @router.post("/months/{community_id}/{month}/finalise", status_code=201)
-async def finalise(community_id: str, month: MonthPath, request: Request, principal: CurrentPrincipal, now: Now,
+async def finalise(community_id: PathId, month: MonthPath, request: Request, principal: CurrentPrincipal, now: Now,
                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """异议期结束后确认该月结果为最终结果。"""
     require_role(principal, *LEADING)
@@ -239,8 +252,6 @@ async def set_clock(body: ClockRequest, request: Request, principal: CurrentPrin
     rt = runtime(request)
     real = clock.system_now()
     offset = 0.0 if body.now is None or body.frozen else (body.now - real).total_seconds()
-    if body.now is not None and body.now.tzinfo is None:
-        raise Rejected("时间须带时区，例如 2026-12-08T10:00:00+08:00", status=422, code="timezone_required")
     recorded = Recorded(actor=principal.sub, time=real, correlation_id=uuid.uuid4())
 
     async def unit(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
@@ -268,7 +279,7 @@ async def read_clock(principal: CurrentPrincipal, now: Now) -> dict[str, Any]:
 
 # ---- queries (the projections, each answer from one snapshot) ----------------------------------
 @router.get("/months/{community_id}/{month}")
-async def month_view(community_id: str, month: MonthPath, request: Request,
+async def month_view(community_id: PathId, month: MonthPath, request: Request,
                      principal: CurrentPrincipal) -> dict[str, Any]:
     require_role(principal, *READERS)
     require_community(principal, community_id)
@@ -280,7 +291,7 @@ async def month_view(community_id: str, month: MonthPath, request: Request,
 
 
 @router.get("/items")
-async def item_list(community_id: str, month: MonthQuery, request: Request, principal: CurrentPrincipal,
+async def item_list(community_id: QueryId, month: MonthQuery, request: Request, principal: CurrentPrincipal,
                     status: StatusQuery = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
     require_role(principal, *READERS)
     require_community(principal, community_id)
@@ -289,7 +300,7 @@ async def item_list(community_id: str, month: MonthQuery, request: Request, prin
 
 
 @router.get("/objections")
-async def objection_list(community_id: str, request: Request, principal: CurrentPrincipal,
+async def objection_list(community_id: QueryId, request: Request, principal: CurrentPrincipal,
                          status: StatusQuery = None) -> dict[str, Any]:
     require_role(principal, *READERS)
     require_community(principal, community_id)
@@ -298,7 +309,7 @@ async def objection_list(community_id: str, request: Request, principal: Current
 
 
 @router.get("/corrections")
-async def correction_list(community_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+async def correction_list(community_id: QueryId, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
     require_role(principal, *READERS)
     require_community(principal, community_id)
     async with views.snapshot(runtime(request).pool) as conn:

@@ -13,10 +13,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.review import clock, labels, views
-from services.review.api import MONTH
+from services.review.api import MONTH, PathId
 from services.review.domain.model import local_date, month_of
 from services.review.settings import review_settings
 from shared.auth import CurrentPrincipal, Role, read_token, require_community, require_role
+from shared.errors import Rejected
+from shared.http import ID_PATTERN, OPEN
 from shared.service import Runtime
 
 router = APIRouter(tags=["pages"])
@@ -27,6 +29,19 @@ templates.globals |= {"labels": labels, "zh": labels.zh}
 
 def _local(value: dt.datetime | None, tz: str) -> str:
     return "" if value is None else value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_PAGE = {200: {"description": "页面（HTML）", "content": _HTML}}
+# The notice's 404 (the month has no certified list yet): a page for a browser (Accept: text/html),
+# the ErrorBody for anyone else (the JSON media type is added with every error status, shared.http).
+_NOTICE = {200: {"description": "公示页面（HTML，可打印）", "content": _HTML},
+           404: {"description": "该月尚未认定，暂无公示：浏览器得到说明页面（HTML），其他客户端得到 ErrorBody",
+                 "content": _HTML}}
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
 
 
 def _render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -41,8 +56,10 @@ async def login(token: str, next: str = "/leading-group") -> RedirectResponse:
     return response
 
 
-@router.get("/leading-group", response_class=HTMLResponse)
-async def leading_group(request: Request, principal: CurrentPrincipal, community_id: str | None = None,
+@router.get("/leading-group", response_class=HTMLResponse, responses=_PAGE)  # type: ignore[arg-type]
+async def leading_group(request: Request, principal: CurrentPrincipal,
+                        community_id: Annotated[str | None, Query(min_length=1, max_length=64,
+                                                                  pattern=ID_PATTERN)] = None,
                         month: Annotated[str | None, Query(pattern=MONTH)] = None) -> HTMLResponse:
     require_role(principal, Role.secretary, Role.leading_group, Role.supervisor, Role.auditor, Role.county_admin)
     rt: Runtime = request.app.state.runtime
@@ -62,8 +79,9 @@ async def leading_group(request: Request, principal: CurrentPrincipal, community
         )
 
 
-@router.get("/notice/{community_id}/{month}", response_class=HTMLResponse)
-async def notice(community_id: str, month: Annotated[str, PathParam(pattern=MONTH)], request: Request,
+@router.get("/notice/{community_id}/{month}", response_class=HTMLResponse, openapi_extra=OPEN,
+            responses=_NOTICE)  # type: ignore[arg-type]
+async def notice(community_id: PathId, month: Annotated[str, PathParam(pattern=MONTH)], request: Request,
                  detail: bool = False) -> HTMLResponse:
     """公示 is public: no login needed to read it. ``detail=1`` adds every item (for objections)."""
     rt: Runtime = request.app.state.runtime
@@ -74,5 +92,7 @@ async def notice(community_id: str, month: Annotated[str, PathParam(pattern=MONT
         lines = await views.notice_lines(conn, community_id, month) if complete else []
         items = await views.notice_items(conn, community_id, month) if complete and detail else []
         name = await views.community_name(conn, community_id)
+    if not state and not _wants_html(request):
+        raise Rejected(f"{name or community_id} {month} 尚未认定，暂无公示", status=404, code="notice_not_found")
     return _render("notice.html", community_id=community_id, month=month, state=state, lines=lines, items=items,
                    detail=detail, community_name=name, local=lambda v: _local(v, tz), status=200 if state else 404)
