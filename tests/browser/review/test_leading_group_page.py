@@ -99,7 +99,7 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
             # the secretary signs from her own session: one signature is not a quorum
             await page.check("#confirm")
             await page.click("#certify-button")
-            await expect(page.locator("#message")).to_contain_text("还需 1 名其他领导小组成员签署")
+            await expect(page.locator("#message")).to_contain_text("还需 1 名其他领导小组成员签署", timeout=20_000)
             await expect(page.locator("#signatures")).to_contain_text("张书记", timeout=20_000)
             await expect(page.locator("#month-state")).to_have_text("未认定")
             await expect(page.locator("#signed-already")).to_contain_text("等待其他成员")
