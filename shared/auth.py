@@ -14,7 +14,7 @@ import jwt
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
-from shared.commands import Rejected
+from shared.errors import Rejected, other_community
 from shared.settings import get_settings
 
 ALL_COMMUNITIES = "*"
@@ -80,7 +80,7 @@ def require_role(principal: Principal, *roles: Role) -> None:
 
 def require_community(principal: Principal, community_id: str) -> None:
     if not principal.may_act_in(community_id):
-        raise Rejected(f"无权操作其他社区（{community_id}）的数据", status=403, code="forbidden_community")
+        raise other_community(community_id)
 
 
 def main() -> None:

@@ -16,19 +16,7 @@ from typing import Any
 import asyncpg
 
 from services.review import state
-from services.review.domain.commands import (
-    CarryLateItems,
-    Command,
-    CorrectItem,
-    DecideItem,
-    FinaliseMonth,
-    OverruleItem,
-    PostNotice,
-    RaiseObjection,
-    ResolveObjection,
-    Rules,
-    SignMonth,
-)
+from services.review.domain import commands as c
 from services.review.domain.decide import decide
 from services.review.domain.evolve import ReviewState, fold
 from shared.envelope import Envelope
@@ -50,14 +38,14 @@ class Outcome:
     attempts: int
 
 
-async def community_of(conn: asyncpg.Connection, command: Command) -> str:
+async def community_of(conn: asyncpg.Connection, command: c.Command) -> str:
     """The stream a command goes to. Items and objections never change community."""
-    if isinstance(command, DecideItem | OverruleItem):
+    if isinstance(command, c.DecideItem | c.OverruleItem):
         found = await state.community_of_item(conn, command.item_id)
         if found is None:
             raise Rejected("找不到该条目（可能尚未同步到审核服务，请稍后再试）", status=404, code="item_not_found")
         return found
-    if isinstance(command, ResolveObjection):
+    if isinstance(command, c.ResolveObjection):
         found = await state.community_of_objection(conn, command.objection_id)
         if found is None:
             raise Rejected("找不到该异议", status=404, code="objection_not_found")
@@ -65,25 +53,25 @@ async def community_of(conn: asyncpg.Connection, command: Command) -> str:
     return command.community_id
 
 
-def _scope(command: Command) -> dict[str, Any]:
+def _scope(command: c.Command) -> dict[str, Any]:
     """What ``decide`` looks at for this command (the rest of the community is not loaded)."""
-    if isinstance(command, DecideItem | OverruleItem | CorrectItem):
+    if isinstance(command, c.DecideItem | c.OverruleItem | c.CorrectItem):
         return {"item_ids": [command.item_id]}
-    if isinstance(command, SignMonth):
+    if isinstance(command, c.SignMonth):
         return {"month_items": [command.month]}
-    if isinstance(command, RaiseObjection):
+    if isinstance(command, c.RaiseObjection):
         return {"item_ids": [command.item_id], "objections_of": [command.month]}
-    if isinstance(command, ResolveObjection):
+    if isinstance(command, c.ResolveObjection):
         return {"objection_ids": [command.objection_id]}
-    if isinstance(command, FinaliseMonth):
+    if isinstance(command, c.FinaliseMonth):
         return {"objections_of": [command.month]}
-    if isinstance(command, CarryLateItems):
+    if isinstance(command, c.CarryLateItems):
         return {"late": True}
-    assert isinstance(command, PostNotice)
+    assert isinstance(command, c.PostNotice)
     return {}
 
 
-async def handle(conn: asyncpg.Connection, store: EventStore, command: Command, rules: Callable[[str], Rules],
+async def handle(conn: asyncpg.Connection, store: EventStore, command: c.Command, rules: Callable[[str], c.Rules],
                  recorded: Recorded, *, attempts: int = ATTEMPTS,
                  decided: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
     """Run one command inside the caller's transaction. ``decided(attempt)`` is called between the

@@ -30,14 +30,13 @@ from deploy.local import settings_env
 from shared.kafka import consumer_config
 from shared.settings import Settings
 from shared.topics import ALL, BY_SERVICE, DEAD_LETTER, acl_bindings, create_acls
-from tests.integration.review.support import create_database
 from tests.support.conformance import (
     records_of,
     sequence_sorts_in_chain_order,
     then_a_cloudevents_consumer_reads_it_right,
 )
 from tests.support.services import RunningService, running_service
-from tests.support.settings import as_principal
+from tests.support.settings import as_principal, create_database
 
 pytestmark = pytest.mark.e2e
 

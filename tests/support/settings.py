@@ -31,6 +31,17 @@ async def fresh_settings(bootstrap: str, dsn: str, **overrides: Any) -> Settings
     return settings
 
 
+async def create_database(settings: Settings, suffix: str) -> str:
+    """A sibling database of the test's one (the review service and the declarations outbox each own one)."""
+    base, _, name = settings.database_url.rpartition("/")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f'create database "{name}_{suffix}"')
+    finally:
+        await conn.close()
+    return f"{base}/{name}_{suffix}"
+
+
 def as_principal(settings: Settings, principal: str) -> Settings:
     """``settings`` authenticating to Kafka as ``principal`` (a service name, "auditor" or "admin").
     Unchanged when the test Kafka has no SASL (an external or container Kafka)."""

@@ -29,20 +29,9 @@ from shared.settings import Settings
 from shared.store import EventStore, Recorded
 from shared.topics import DECLARATIONS
 from tests.support.services import RunningService, running_service
-from tests.support.settings import fresh_settings
+from tests.support.settings import create_database, fresh_settings
 
 T0 = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
-
-
-async def create_database(settings: Settings, suffix: str) -> str:
-    """A sibling database of the test's one (the review service and the declarations outbox each own one)."""
-    base, _, name = settings.database_url.rpartition("/")
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await conn.execute(f'create database "{name}_{suffix}"')
-    finally:
-        await conn.close()
-    return f"{base}/{name}_{suffix}"
 
 
 def declaration(n: int, *, community: str = "c-01", day: dt.date = dt.date(2026, 11, 20), points: int = 2,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +21,6 @@ from services.review.domain.model import Signer
 from services.review.items import ItemsProjection
 from services.review.settings import ReviewSettings
 from shared import projection as projections
-from shared import store as event_store
 from shared.envelope import Envelope, decode, source_for
 from shared.errors import Rejected
 from shared.events.review import (
@@ -47,25 +45,6 @@ pytestmark = pytest.mark.integration
 TZ = "Asia/Shanghai"
 LAST_DAY = dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC)
 SIGNERS = (Signer("sec", "secretary", "c-01"), Signer("lg-1", "leading_group", "c-01"))
-
-
-@pytest.fixture
-async def review_store(pool: asyncpg.Pool, settings: Settings) -> EventStore:
-    async with pool.acquire() as conn:
-        await event_store.migrate(conn)
-        for p in (ItemsProjection(), BoardProjection()):
-            await projections.migrate(conn, p)
-        await conn.execute(state.SCHEMA)
-    return EventStore(source_for("review"), REVIEW.name(settings))
-
-
-@pytest.fixture
-async def feed(settings: Settings) -> AsyncIterator[DeclarationsFeed]:
-    f = await DeclarationsFeed.start(settings)
-    try:
-        yield f
-    finally:
-        await f.close()
 
 
 def rec(actor: str, time: dt.datetime = LAST_DAY) -> Recorded:

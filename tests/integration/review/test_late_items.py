@@ -6,21 +6,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from services.declarations.ledger import LedgerProjection
 from services.review import handlers, late_items, state
-from services.review.board import BoardProjection
 from services.review.domain import commands as c
 from services.review.domain.certification import awards_of
 from services.review.domain.model import Signer
 from services.review.items import ItemsProjection
 from services.review.settings import ReviewSettings
 from shared import projection as projections
-from shared import store as event_store
 from shared.envelope import source_for
 from shared.errors import Rejected
 from shared.events.review import ItemCarriedOver, MonthCertified, PointsAwarded, certification_digest
@@ -28,7 +25,6 @@ from shared.projection import ProjectionRunner
 from shared.relay import Relay
 from shared.settings import Settings
 from shared.store import EventStore, Recorded
-from shared.topics import REVIEW
 from tests.integration.review.support import DeclarationsFeed, declaration
 
 pytestmark = pytest.mark.integration
@@ -38,25 +34,6 @@ LAST_DAY = dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC)
 SIGNERS = (Signer("sec", "secretary", "c-01"), Signer("lg-1", "leading_group", "c-01"))
 RECORDER = c.Actor("rec-2", "c-01")
 FIRST = 40
-
-
-@pytest.fixture
-async def review_store(pool: asyncpg.Pool, settings: Settings) -> EventStore:
-    async with pool.acquire() as conn:
-        await event_store.migrate(conn)
-        for p in (ItemsProjection(), BoardProjection()):
-            await projections.migrate(conn, p)
-        await conn.execute(state.SCHEMA)
-    return EventStore(source_for("review"), REVIEW.name(settings))
-
-
-@pytest.fixture
-async def feed(settings: Settings) -> AsyncIterator[DeclarationsFeed]:
-    f = await DeclarationsFeed.start(settings)
-    try:
-        yield f
-    finally:
-        await f.close()
 
 
 def rules(community_id: str) -> c.Rules:
