@@ -18,11 +18,7 @@ from shared.store import EventStore
 from shared.topics import DECLARATIONS, REVIEW
 from shared.verify import compare, read_store, read_topic
 from tests.integration.review.support import DeclarationsFeed
-from tests.integration.review.test_certification_on_the_log import (  # noqa: F401  (fixtures)
-    a_month_through_its_whole_life,
-    feed,
-    review_store,
-)
+from tests.integration.review.test_certification_on_the_log import a_month_through_its_whole_life
 from tests.support.conformance import (
     records_of,
     sequence_sorts_in_chain_order,
@@ -33,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_every_record_of_a_month_converts_with_the_official_sdk_and_sequence_sorts(
-    pool: asyncpg.Pool, settings: Settings, review_store: EventStore, feed: DeclarationsFeed,  # noqa: F811
+    pool: asyncpg.Pool, settings: Settings, review_store: EventStore, feed: DeclarationsFeed,
 ) -> None:
     await a_month_through_its_whole_life(pool, settings, review_store, feed)
 

@@ -1,4 +1,4 @@
-"""Fixtures of the review integration tests that drive the service's handlers on a real store and topic."""
+"""Integration fixtures used by several modules: review's store on a real database and topic, a declarations stand-in."""
 
 from __future__ import annotations
 
