@@ -196,6 +196,7 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
         stack.postgres.start()
     for name in SERVICES:
         create_database(stack.admin_dsn, f"points_{name}")
+    create_database(stack.admin_dsn, "points_audit")  # the auditor's scratch schemas (points-audit replay)
     if stack.external_kafka:
         typer.echo(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={stack.external_kafka} (credentials from the environment)")
         client = {k: v for k, v in {
@@ -228,6 +229,7 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
             raise typer.Exit(res.returncode)
     else:
         typer.echo("warning: shared.topics not found, no topics created", err=True)
+    _write_audit_env(stack)
     started = [name for name in SERVICES if stack.service_pid(name) is None]
     for name in SERVICES:
         _start_service(stack, name)
@@ -251,6 +253,19 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
         _verify(stack)
     typer.echo(f"stack up in {time.monotonic() - t0:.1f}s\n")
     _print_table(stack)
+
+
+def _write_audit_env(stack: Stack) -> None:
+    """Where the auditor's command line (points-audit) finds the stack: the read-only auditor's Kafka
+    credential, each service's database, the auditor's own scratch database. Owner only."""
+    env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "AUDIT_DATABASE_URL": replace_database(stack.admin_dsn,
+                                                                                               "points_audit")}
+    env |= {k: v for k, v in stack.kafka_env("auditor").items() if k.startswith("KAFKA_")}
+    env |= {f"{name.upper()}_DATABASE_URL": stack.service_dsn(name) for name in SERVICES}
+    path = stack.root / "audit.env"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
 
 
 def _verify(stack: Stack) -> bool:

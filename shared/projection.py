@@ -31,7 +31,7 @@ import contextlib
 import datetime as dt
 import gc
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -107,6 +107,7 @@ class Projection(ABC):
     name: str
     topics: tuple[Topic, ...]
     tables: tuple[str, ...]  # what a replay builds and a swap puts live
+    queues: tuple[str, ...] = ()  # those of ``tables`` the service takes rows off as it works (not pure history)
     schema: str  # DDL, idempotent, unqualified names (a replay runs it in a scratch schema)
     # True when the rows written for one partition's events are never written for another's
     # (every key's rows stay with its partition): then partitions can be rebuilt in parallel.
@@ -581,21 +582,22 @@ class ProjectionRunner:
 
     # ---- catching up (tests, tools) and replays into a scratch schema ---------------------
     async def catch_up(self, *, until: dt.datetime | None = None, share: Collection[TopicPartition] | None = None,
-                       fresh: bool = False) -> int:
+                       fresh: bool = False, stop_at: Mapping[TopicPartition, int] | None = None) -> int:
         """Read every partition (or the ``share`` given) up to its end offset at the start of the
         call; returns events applied. ``fresh``: a replay into an empty scratch schema (the pool's
         search_path), refused anywhere else; ``until`` stops each partition at its first event
-        recorded after that time."""
+        recorded after that time; ``stop_at`` stops each partition at that offset (0 if absent):
+        the log as another reader of it stood."""
         if fresh:
             from shared.replay import refuse_live
 
             async with self.pool.acquire() as conn:
                 refuse_live(await conn.fetchval("select current_schema()"), self.projection)
         with gc_paused():
-            return await self._catch_up(until, share, fresh)
+            return await self._catch_up(until, share, fresh, stop_at)
 
     async def _catch_up(self, until: dt.datetime | None, share: Collection[TopicPartition] | None,
-                        fresh: bool) -> int:
+                        fresh: bool, stop_at: Mapping[TopicPartition, int] | None = None) -> int:
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=None)
         await consumer.start()
         start_applied = self.applied
@@ -605,6 +607,8 @@ class ProjectionRunner:
                 tps = [tp for tp in tps if tp in share]
             consumer.assign(tps)
             end = await consumer.end_offsets(tps)
+            if stop_at is not None:
+                end = {tp: min(offset, stop_at.get(tp, 0)) for tp, offset in end.items()}
             if fresh:
                 self._recent = RecentIds(self.projection.dedup_window, end)
             await self.seek_to_stored(consumer, tps)

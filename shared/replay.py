@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import multiprocessing
 import re
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -102,7 +103,8 @@ async def scratch_pool(settings: Settings, schema: str, size: int = 4) -> asyncp
 
 
 async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings, *, until: dt.datetime | None = None,
-                  workers: int = 1, into: str | None = None, digest: bool = True) -> Replay:
+                  workers: int = 1, into: str | None = None, digest: bool = True,
+                  stop_at: Mapping[TopicPartition, int] | None = None) -> Replay:
     """Replay the log from offset 0 (up to ``until``) into a fresh scratch schema; the live pool's
     tables are only read to learn which schema is live.
 
@@ -118,7 +120,10 @@ async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings
             await migrate(conn, projection)
             await conn.execute("alter table projection_dedup " + ", ".join(
                 f"drop constraint {c.split()[0]}" for c in DEDUP_CONSTRAINTS))
-        events = await _replay(scratch, projection, settings, schema, until, workers)
+        if stop_at is not None:  # as another reader stood: one process reads every partition to its offset
+            events = await ProjectionRunner(scratch, projection, settings).catch_up(fresh=True, stop_at=stop_at)
+        else:
+            events = await _replay(scratch, projection, settings, schema, until, workers)
         async with scratch.acquire() as conn:
             await conn.execute("alter table projection_dedup " + ", ".join(
                 f"add constraint {c}" for c in DEDUP_CONSTRAINTS))

@@ -142,8 +142,8 @@ def topic_link(headers: Iterable[tuple[str, bytes]], value: bytes | None, partit
 async def read_topic(settings: Settings, topic: str) -> tuple[list[Link], list[tuple[str, str, str]], int]:
     """(chained records, unchained records as (event id, hash, where), records read)."""
     consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
-    await consumer.start()
     try:
+        await consumer.start()
         cluster = await consumer._client.fetch_all_metadata()  # partitions_for_topic sees subscriptions only
         parts = cluster.partitions_for_topic(topic)
         if not parts:

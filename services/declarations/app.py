@@ -17,6 +17,9 @@ from shared.service import Runtime, create_app
 from shared.settings import Settings
 
 
+READ_MODELS = (LedgerProjection, CertifiedMonths)  # what the service builds from the log (the auditor replays them)
+
+
 def build(settings: Settings | None = None, config: DeclarationsConfig | None = None) -> FastAPI:
     config = config or DeclarationsConfig()
     routers = [api.router, roster_api.router, bulk_api.router, catalogue_api.router, ledger_api.router]
@@ -26,7 +29,7 @@ def build(settings: Settings | None = None, config: DeclarationsConfig | None = 
         pass
     else:
         routers.append(web_router)
-    app = create_app("declarations", routers=routers, projection_list=[LedgerProjection(), CertifiedMonths()],
+    app = create_app("declarations", routers=routers, projection_list=[p() for p in READ_MODELS],
                      schema=tables.SCHEMA, settings=settings, title="积分申报服务 declarations")
     app.state.clock = fixed_clock(config.now) if config.now else wall_clock
     shared_lifespan = app.router.lifespan_context

@@ -17,9 +17,12 @@ from shared.service import Runtime, create_app, supervise
 from shared.settings import Settings
 
 
+READ_MODELS = (ItemsProjection, BoardProjection)  # what the service builds from the log (the auditor replays them)
+
+
 def build(settings: Settings | None = None) -> FastAPI:
     app = create_app("review", routers=[api.router, pages.router],
-                     projection_list=[ItemsProjection(), BoardProjection()], schema=SCHEMA, settings=settings,
+                     projection_list=[p() for p in READ_MODELS], schema=SCHEMA, settings=settings,
                      title="审核认定服务 review")
     shared_lifespan = app.router.lifespan_context
 

@@ -1,0 +1,3 @@
+from shared.audit.cli import main
+
+main()
