@@ -1,4 +1,4 @@
-"""Integration fixtures used by several modules: review's store on a real database and topic, a declarations stand-in."""
+"""Integration fixtures used by several modules: review's store on a real database and topic, a declarations feed."""
 
 from __future__ import annotations
 
