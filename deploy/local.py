@@ -280,7 +280,12 @@ class KafkaServer:
 
     def __init__(self, data_dir: Path, port: int, controller_port: int, heap: str = "1g",
                  lib_dir: Path | None = None, secrets: Secrets | None = None,
-                 plaintext: bool = False) -> None:  # fmt: skip
+                 plaintext: bool = False, node_id: int = 1, voters: str | None = None,
+                 replicas: int = 1, cluster_id_file: Path | None = None) -> None:  # fmt: skip
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@127.0.0.1:{controller_port}"  # one node: it alone is the quorum
+        self.replicas = replicas  # default replication of topics and internal topics (min ISR: 2 when 3)
+        self.cluster_id_file = cluster_id_file
         self.secrets = None if plaintext else (secrets or credentials.from_env())
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -351,21 +356,22 @@ class KafkaServer:
         }  # fmt: skip
 
     def _write_props(self) -> None:
+        min_isr = 2 if self.replicas >= 3 else 1
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
             **self._security_props(),
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.kraft_dir),
             "num.partitions": "12",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "default.replication.factor": str(self.replicas),
+            "min.insync.replicas": str(min_isr),
+            "offsets.topic.replication.factor": str(self.replicas),
+            "transaction.state.log.replication.factor": str(self.replicas),
+            "transaction.state.log.min.isr": str(min_isr),
+            "share.coordinator.state.topic.replication.factor": str(self.replicas),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
             "auto.create.topics.enable": "false",
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
@@ -407,7 +413,7 @@ class KafkaServer:
                     f"{self.secrets.path if self.secrets else 'none (PLAINTEXT)'}; the admin's SCRAM user is created "
                     "when the storage is formatted: delete the data (`make wipe`) to start over")
             return
-        id_file = self.data_dir / "cluster.id"
+        id_file = self.cluster_id_file or self.data_dir / "cluster.id"  # a cluster's nodes share one
         if not id_file.exists():
             id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
         cluster_id = id_file.read_text().strip()
@@ -432,6 +438,10 @@ class KafkaServer:
     def start(self, timeout: float = 60) -> None:
         if self.running and kafka_ready(self.bootstrap, **self.client_config()):
             return
+        self.wait_ready(self.launch(), timeout)
+
+    def launch(self) -> int:
+        """Start the JVM (or find it running); returns its pid without waiting for it to answer."""
         old = read_pid(self.pid_file)
         if pid_alive(old, self.MAIN_CLASS):  # alive but not answering: wait for it below
             assert old is not None
@@ -452,6 +462,9 @@ class KafkaServer:
                 )  # fmt: skip
             pid = proc.pid
             self.pid_file.write_text(f"{pid}\n")
+        return pid
+
+    def wait_ready(self, pid: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not pid_alive(pid):
@@ -479,6 +492,64 @@ class KafkaServer:
         if pid is not None and pid_alive(pid, self.MAIN_CLASS):
             kill_tree(pid)
         self.pid_file.unlink(missing_ok=True)
+
+
+class KafkaCluster:
+    """Three KRaft nodes on this machine, each a broker and a controller (the three controllers are
+    the quorum), SASL and ACLs as on one node; topics default to replication factor 3 and
+    ``min.insync.replicas`` 2, as in production. ``kill(i)`` / ``nodes[i].start()`` pull one
+    node's plug and put it back. Clients bootstrap from all three."""
+
+    def __init__(self, data_dir: Path, ports: list[int], controller_ports: list[int], heap: str = "768m",
+                 lib_dir: Path | None = None, secrets: Secrets | None = None, plaintext: bool = False) -> None:
+        data_dir = Path(data_dir).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        voters = ",".join(f"{i}@127.0.0.1:{c}" for i, c in enumerate(controller_ports, 1))
+        self.nodes = [KafkaServer(data_dir / f"node-{i}", p, c, heap, lib_dir, secrets, plaintext, node_id=i,
+                                  voters=voters, replicas=len(ports), cluster_id_file=data_dir / "cluster.id")
+                      for i, (p, c) in enumerate(zip(ports, controller_ports, strict=True), 1)]
+
+    @property
+    def secrets(self) -> Secrets | None:
+        return self.nodes[0].secrets
+
+    @secrets.setter
+    def secrets(self, value: Secrets | None) -> None:
+        for node in self.nodes:
+            node.secrets = value
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def pid(self) -> int | None:
+        return self.nodes[0].pid
+
+    @property
+    def running(self) -> bool:
+        return all(n.running for n in self.nodes)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.nodes[0].log_dir
+
+    def client_config(self, principal: str = credentials.ADMIN) -> dict[str, Any]:
+        return self.nodes[0].client_config(principal)
+
+    def start(self, timeout: float = 90) -> None:
+        if self.running and kafka_ready(self.bootstrap, **self.client_config()):
+            return
+        pids = [n.launch() for n in self.nodes]  # a node answers only once a majority of the quorum runs
+        for node, pid in zip(self.nodes, pids, strict=True):
+            node.wait_ready(pid, timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        for node in self.nodes:
+            node.stop(timeout)
+
+    def kill(self, index: int) -> None:
+        self.nodes[index].kill()
 
 
 # ---------------------------------------------------------------------------------------------------------
