@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 STACK_ARGS ?=
 
-.PHONY: venv up down wipe status verify test lint bench
+.PHONY: venv up up-cluster down wipe status verify test lint bench
 
 venv: .venv/.installed
 
@@ -15,6 +15,9 @@ venv: .venv/.installed
 
 up: venv
 	$(PY) -m deploy.stack up $(STACK_ARGS)
+
+up-cluster: venv
+	$(PY) -m deploy.stack up --cluster $(STACK_ARGS)
 
 down: venv
 	$(PY) -m deploy.stack down

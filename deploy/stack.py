@@ -29,6 +29,7 @@ from deploy import credentials
 from deploy.credentials import Secrets
 from deploy.local import (
     REPO_ROOT,
+    KafkaCluster,
     KafkaServer,
     PostgresServer,
     create_database,
@@ -67,8 +68,15 @@ class Stack:
         self.log_dir = self.root / "logs"
         self.secrets_file = self.root / "secrets.json"
         self.secrets: Secrets | None = credentials.load(self.secrets_file) if self.secrets_file.exists() else None
-        self.kafka = KafkaServer(self.root / "kafka", self.kafka_port, self.kafka_controller_port,
-                                 secrets=self.secrets, plaintext=self.secrets is None)  # fmt: skip
+        self.cluster = (self.root / "cluster").exists()  # written by `up --cluster`
+        self.kafka: KafkaServer | KafkaCluster
+        if self.cluster:  # three nodes: 9092, 9094, 9096 (controllers one port above each)
+            ports = [self.kafka_port + 2 * i for i in range(3)]
+            self.kafka = KafkaCluster(self.root / "kafka-cluster", ports, [p + 1 for p in ports],
+                                      secrets=self.secrets, plaintext=self.secrets is None)  # fmt: skip
+        else:
+            self.kafka = KafkaServer(self.root / "kafka", self.kafka_port, self.kafka_controller_port,
+                                     secrets=self.secrets, plaintext=self.secrets is None)  # fmt: skip
         self.postgres = PostgresServer(self.root / "postgres", self.pg_port)
 
     def ensure_secrets(self) -> Secrets:
@@ -77,6 +85,12 @@ class Stack:
             self.secrets = credentials.load_or_create(self.secrets_file)
             self.kafka.secrets = self.secrets
         return self.secrets
+
+    def topic_env(self) -> dict[str, str]:
+        """How topics are created: replicated three times, two in sync, on the cluster."""
+        if not self.cluster or self.external_kafka:
+            return {}
+        return {"TOPIC_REPLICATION_FACTOR": "3", "TOPIC_MIN_INSYNC_REPLICAS": "2"}
 
     def kafka_env(self, principal: str) -> dict[str, str]:
         """Environment for a process acting as ``principal`` (Kafka credential and token secret)."""
@@ -145,6 +159,7 @@ def _start_service(stack: Stack, name: str) -> int:
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     env = _child_env(
         **stack.kafka_env(name),  # its own credential only
+        **stack.topic_env(),
         SERVICE_NAME=name,
         DATABASE_URL=stack.service_dsn(name),
         KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
@@ -185,9 +200,20 @@ def _stop_services(stack: Stack) -> None:
 
 
 @app.command()
-def up(demo: bool = typer.Option(True, help="Load demo data with `python -m deploy.demo`.")) -> None:
+def up(demo: bool = typer.Option(True, help="Load demo data with `python -m deploy.demo`."),
+       cluster: bool = typer.Option(False, "--cluster", help="Three Kafka nodes (RF 3, min ISR 2) instead of one; "
+                                                          "on a wiped stack (`make wipe`).")) -> None:
     """Start Postgres, Kafka, the topics and the four services (harmless when already running)."""
     stack = Stack()
+    if cluster and not stack.cluster:
+        if (stack.root / "kafka").exists() or (stack.root / "postgres").exists():
+            typer.echo("this stack has single-node data: `make wipe` first, then `make up-cluster`", err=True)
+            raise typer.Exit(1)
+        stack.root.mkdir(parents=True, exist_ok=True)
+        (stack.root / "cluster").write_text("3 Kafka nodes\n")
+        stack = Stack()
+    if stack.cluster:
+        typer.echo("Kafka: cluster mode, three nodes, topics replicated three times (min.insync.replicas 2)")
     t0 = time.monotonic()
     if stack.external_db:
         typer.echo(f"PostgreSQL: using DATABASE_URL server ({stack.admin_dsn})")
@@ -222,7 +248,7 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
         run_sync(upsert_scram_users(admin, others, credentials.SCRAM_MECHANISM))
     if _module_exists("shared.topics"):  # topics, and every principal's ACLs, as the super user
         res = subprocess.run([sys.executable, "-m", "shared.topics", "create"], cwd=REPO_ROOT,
-                             env=_child_env(**stack.kafka_env(credentials.ADMIN),
+                             env=_child_env(**stack.kafka_env(credentials.ADMIN), **stack.topic_env(),
                                             KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap))  # fmt: skip
         if res.returncode != 0:
             typer.echo("`python -m shared.topics create` failed", err=True)
@@ -327,7 +353,7 @@ def down() -> None:
     """Stop the services, then Kafka, then PostgreSQL (harmless when nothing runs)."""
     stack = Stack()
     _stop_services(stack)
-    if not stack.external_kafka and stack.kafka.pid is not None:
+    if not stack.external_kafka and (stack.kafka.pid is not None or stack.cluster):
         typer.echo("stopping Kafka")
         stack.kafka.stop()
     if not stack.external_db and stack.postgres.pid is not None:
