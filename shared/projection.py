@@ -545,6 +545,8 @@ class ProjectionRunner:
                     runner._failure = exc
                     return
                 consumer.resume(*assigned)
+                log.info("projection.assigned", projection=runner.projection.name,
+                         partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()))
                 runner.ready.set()
 
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=self.group_id)
