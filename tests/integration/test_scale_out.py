@@ -60,8 +60,10 @@ async def test_given_two_instances_when_one_is_killed_mid_stream_then_the_other_
     try:
         async def both_assigned() -> bool:
             got = [assignments(log) for log in logs]
-            held = {tp for g in got if g for tp in g[-1]}
-            return all(g and g[-1] for g in got) and len(held) == settings.topic_partitions
+            if not all(g and g[-1] for g in got):
+                return False
+            a_share, b_share = set(got[0][-1]), set(got[1][-1])  # after the rebalance: disjoint, all held
+            return not a_share & b_share and len(a_share | b_share) == settings.topic_partitions
         await wait_for(both_assigned, 90, "two instances sharing the partitions")
         shares = [assignments(log)[-1] for log in logs]
         assert not set(shares[0]) & set(shares[1]), shares
