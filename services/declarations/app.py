@@ -16,7 +16,6 @@ from services.declarations.pipeline import Pipeline
 from shared.service import Runtime, create_app
 from shared.settings import Settings
 
-
 READ_MODELS = (LedgerProjection, CertifiedMonths)  # what the service builds from the log (the auditor replays them)
 
 

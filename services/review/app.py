@@ -16,7 +16,6 @@ from services.review.state import SCHEMA
 from shared.service import Runtime, create_app, supervise
 from shared.settings import Settings
 
-
 READ_MODELS = (ItemsProjection, BoardProjection)  # what the service builds from the log (the auditor replays them)
 
 
