@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -269,5 +269,3 @@ def export_cmd(community_id: Annotated[str, typer.Argument(help="社区编号")]
 def main() -> None:
     app()
 
-
-_: Callable[[], None] = main

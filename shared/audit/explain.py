@@ -130,16 +130,15 @@ def explain(log: Log, subject_id: str, day: dt.date, tz: str) -> Explanation | N
             if type(ev).SERVICE in ("ranking", "exchange"):
                 out.other.append({"type": type(ev).__name__, "at": local(e.envelope.time), "actor": e.envelope.actor,
                                   "event_id": str(e.envelope.id), "event": ev.model_dump(mode="json")})
-    certifications = {str(e.envelope.id): e for e in log.of(MonthCertified)}
+    closing_ids = {id(e.event): str(e.envelope.id) for e in log.of(MonthCertified)}
     for closing, awards in months.certified.values():
         for award in awards:
             if award.subject_id != subject_id or award.item_id not in lines:
                 continue
             line = lines[award.item_id]
-            entry = next(c for c in certifications.values() if c.event is closing)
             line.certified_in, line.certified_at = closing.month, local(closing.certified_at)
             line.signed_by = list(closing.signer_names or closing.signed_by)
-            line.certification_event_id = str(entry.envelope.id)
+            line.certification_event_id = closing_ids[id(closing)]
             out.certified_points += award.points
     out.lines = sorted(lines.values(), key=lambda x: (x.occurred_on, x.item_id))
     out.pending_points = sum(x.points for x in out.lines if x.certified_in is None
