@@ -78,7 +78,7 @@ def fuzz(url: str, label: str, workdir: Path, *, bearer: str | None = None,
     run = subprocess.run(
         [*command, "--config-file", str(config), "--no-color", "run", f"{url}/openapi.json",
          "--checks", "all", "--max-examples", str(max_examples), "--max-time", str(seconds),
-         "--phases", "examples,coverage,fuzzing,stateful", "--seed", SEED, "--workers", "2",
+         "--phases", "examples,coverage,fuzzing,stateful", "--seed", SEED, "--workers", "1",
          "--generation-database", "none", "--request-timeout", "20", "--suppress-health-check", "all",
          *auth, "--report", "junit", "--report-junit-path", str(workdir / "junit.xml")],
         capture_output=True, text=True, timeout=seconds * 4 + 120, check=False, cwd=workdir)
