@@ -140,7 +140,25 @@ async def raw_consume(settings: Settings, topics: list[str], n: int) -> float:
         await consumer.stop()
 
 
-async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: int) -> None:
+async def profiled_rebuild(settings: Settings, top: int = 30) -> None:
+    """One more rebuild in this process under cProfile: where the time of a replay goes."""
+    import cProfile
+    import pstats
+
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    profiler = cProfile.Profile()
+    try:
+        profiler.enable()
+        await replay.rebuild(pool, LedgerProjection(), settings, workers=1, digest=False)
+        profiler.disable()
+    finally:
+        await pool.close()
+    stats = pstats.Stats(profiler).sort_stats("tottime")
+    stats.print_stats(top)
+    stats.print_callers("__instancecheck__|getattr")
+
+
+async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: int, profile: bool = False) -> None:
     load_catalogue()
     ns = f"bench{uuid.uuid4().hex[:6]}"
     settings = Settings(database_url=create_database(dsn, ns), kafka_bootstrap_servers=bootstrap, topic_namespace=ns)
@@ -171,6 +189,8 @@ async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: i
                     raise SystemExit(f"replay applied {built.events} of {written} events")
     finally:
         await pool.close()
+    if profile:
+        await profiled_rebuild(settings)
     print()
     for workers, times in replays.items():
         print(f"replay ÷ raw consumer = {median(consume) / median(times):.2f}   "
@@ -184,10 +204,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes for the parallel replay (default: one per core)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (medians are compared)")
+    parser.add_argument("--profile", action="store_true", help="then one more rebuild under cProfile")
     args = parser.parse_args()
     with throwaway_stack("points-bench-replay-") as handle:
         # On uvloop, as the services run (uvicorn with uvloop): baseline and replays share this loop.
-        uvloop.run(run(args.events, handle.bootstrap, handle.dsn, args.workers, args.rounds))
+        uvloop.run(run(args.events, handle.bootstrap, handle.dsn, args.workers, args.rounds, args.profile))
 
 
 if __name__ == "__main__":

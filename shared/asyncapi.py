@@ -20,8 +20,8 @@ import orjson
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared.events import catalogue, load_catalogue, schema_uri
-from shared.events.page import meaning
+from shared.events import schema_uri
+from shared.events.page import meaning, published
 from shared.settings import Settings
 from shared.topics import ALL, BY_SERVICE, DEAD_LETTER, Topic
 
@@ -40,8 +40,7 @@ def address(topic: Topic) -> str:
 
 
 def broker() -> KafkaBroker:
-    load_catalogue()
-    events = catalogue()
+    events = published()
     names = [cls.__name__ for cls in events]
     if len(set(names)) != len(names):  # faststream names payload schemas by class: two would merge into one
         raise ValueError(f"event class names must be unique across services: {sorted(names)}")

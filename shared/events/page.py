@@ -28,6 +28,12 @@ below, validated by the event's pydantic model, whose JSON Schema is published a
 """
 
 
+def published() -> list[type[Event]]:
+    """The catalogue's events as declared in ``shared/events/`` (tests register events of their own)."""
+    load_catalogue()
+    return [cls for cls in catalogue() if cls.__module__.startswith(f"{__package__}.")]
+
+
 def meaning(cls: type[Event]) -> str:
     """The event's own docstring (not a base class's), as one paragraph."""
     doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
@@ -59,12 +65,11 @@ def fields(cls: type[Event]) -> Iterable[str]:
 
 
 def render() -> str:
-    load_catalogue()
     by_service: dict[str, list[type[Event]]] = {}
-    for cls in catalogue():
+    for cls in published():
         by_service.setdefault(cls.SERVICE, []).append(cls)
     out = [HEADER, "\n| event | version | owning service | topic | key |\n|---|---|---|---|---|\n"]
-    for cls in catalogue():
+    for cls in published():
         topic = BY_SERVICE.get(cls.SERVICE)
         where = f"`<namespace>.{topic.logical}` | {topic.key}" if topic else "(none) | (none)"
         anchor = f"{cls.__name__.lower()}-v{cls.VERSION}"
