@@ -8,13 +8,14 @@ Prints, over ``--rounds`` interleaved rounds (medians compared):
   raw aiokafka consumer rate over the same topics (records/s, from creating the consumer to the last record)
   ``rebuild`` of the ledger into its scratch schema, one process and one per core (events/s)
   their ratio (issue 13: aim ≥ 0.5, moonshot 0.7)
-Usage: .venv/bin/python bench/replay.py [--events 1000000] [--rounds 2] [--workers N]
+Usage: .venv/bin/python bench/replay.py [--events 1000000] [--rounds 2] [--workers N] [--compare-pydantic] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deploy.local import create_database
 from deploy.testing import throwaway_stack
 from services.declarations.ledger import LedgerProjection
-from shared import replay
+from shared import envelope, replay
 from shared.envelope import GENESIS_HASH, encode_body, headers, link_hash, source_for
 from shared.events import Event, load_catalogue
 from shared.events.declarations import DeclarationSubmitted, DeductionRecorded, SubjectRegistered
@@ -158,7 +159,8 @@ async def profiled_rebuild(settings: Settings, top: int = 30) -> None:
     stats.print_callers("__instancecheck__|getattr")
 
 
-async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: int, profile: bool = False) -> None:
+async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: int, profile: bool = False,
+              compare_pydantic: bool = False) -> None:
     load_catalogue()
     ns = f"bench{uuid.uuid4().hex[:6]}"
     settings = Settings(database_url=create_database(dsn, ns), kafka_bootstrap_servers=bootstrap, topic_namespace=ns)
@@ -172,18 +174,24 @@ async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: i
     topics = [t.name(settings) for t in LedgerProjection.topics]
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
     consume: list[float] = []
-    replays: dict[int, list[float]] = {1: [], workers_parallel: []}
+    # (processes, body decoder) -> seconds per round; "pydantic" is the replay without the compiled decoder
+    replays: dict[tuple[int, str], list[float]] = {(1, "compiled"): [], (workers_parallel, "compiled"): []}
+    if compare_pydantic:
+        replays[1, "pydantic"] = []
     try:
         for r in range(1, rounds + 1):
             consume.append(await raw_consume(settings, topics, written))
             print(f"round {r}: raw aiokafka consumer : {written / consume[-1]:>10,.0f} records/s "
                   f"({consume[-1]:.2f} s)", flush=True)
-            for workers, times in replays.items():
-                began = time.perf_counter()
-                built = await replay.rebuild(pool, LedgerProjection(), settings, workers=workers, digest=False)
-                times.append(time.perf_counter() - began)
-                print(f"round {r}: rebuild into {built.schema} ({workers} process{'es' if workers > 1 else ''}): "
-                      f"{written / times[-1]:>10,.0f} events/s ({times[-1]:.2f} s; applied {built.events:,}; "
+            for (workers, body), times in replays.items():
+                with decoding_bodies_by(body):
+                    began, cpu = time.perf_counter(), time.process_time()
+                    built = await replay.rebuild(pool, LedgerProjection(), settings, workers=workers, digest=False)
+                    times.append(time.perf_counter() - began)
+                    cpu = time.process_time() - cpu
+                print(f"round {r}: rebuild into {built.schema} ({label(workers, body)}): "
+                      f"{written / times[-1]:>10,.0f} events/s ({times[-1]:.2f} s, this process's CPU {cpu:.2f} s; "
+                      f"applied {built.events:,}; "
                       f"rows {built.rows})", flush=True)
                 if built.events != written:
                     raise SystemExit(f"replay applied {built.events} of {written} events")
@@ -192,10 +200,28 @@ async def run(n: int, bootstrap: str, dsn: str, workers_parallel: int, rounds: i
     if profile:
         await profiled_rebuild(settings)
     print()
-    for workers, times in replays.items():
+    for (workers, body), times in replays.items():
         print(f"replay ÷ raw consumer = {median(consume) / median(times):.2f}   "
               f"({written / median(times):,.0f} vs {written / median(consume):,.0f} events/s; medians of {rounds} "
-              f"rounds; {workers} process{'es' if workers > 1 else ''}; aim ≥ 0.5, moonshot 0.7)")
+              f"rounds; {label(workers, body)}; aim ≥ 0.5, moonshot 0.7)")
+
+
+def label(workers: int, body: str) -> str:
+    return f"{workers} process{'es' if workers > 1 else ''}, {body} body decoder"
+
+
+@contextlib.contextmanager
+def decoding_bodies_by(body: str) -> Iterator[None]:
+    """``pydantic``: this process decodes every body with pydantic, as before the compiled decoder."""
+    if body == "compiled":
+        yield
+        return
+    compiled = envelope.decoder
+    envelope.decoder = lambda cls: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        envelope.decoder = compiled
 
 
 def main() -> None:
@@ -204,11 +230,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes for the parallel replay (default: one per core)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (medians are compared)")
+    parser.add_argument("--compare-pydantic", action="store_true",
+                        help="also replay in one process with pydantic decoding every body (as before)")
     parser.add_argument("--profile", action="store_true", help="then one more rebuild under cProfile")
     args = parser.parse_args()
     with throwaway_stack("points-bench-replay-") as handle:
         # On uvloop, as the services run (uvicorn with uvloop): baseline and replays share this loop.
-        uvloop.run(run(args.events, handle.bootstrap, handle.dsn, args.workers, args.rounds, args.profile))
+        uvloop.run(run(args.events, handle.bootstrap, handle.dsn, args.workers, args.rounds, args.profile,
+                        args.compare_pydantic))
 
 
 if __name__ == "__main__":
