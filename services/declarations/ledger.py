@@ -89,8 +89,8 @@ def _review(ev: object) -> tuple[str, str, str] | None:
     status = _REVIEW_STATUS.get(type(ev))
     if status is None:
         return None
-    note = getattr(ev, "reason", "") or getattr(ev, "to_fix", "")
-    return ev.item_id, status, note  # type: ignore[attr-defined]
+    fields = ev.__dict__  # not getattr(ev, name, ""): a missing attribute takes pydantic's slow path
+    return fields["item_id"], status, fields.get("reason") or fields.get("to_fix") or ""
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,9 @@
-"""Write the JSON Schema of every event body: ``python -m shared.events schemas DIR``.
+"""``python -m shared.events schemas DIR`` | ``docs [FILE]``.
 
-Each lands at ``DIR/<type>.json``; serve DIR at ``shared.events.SCHEMA_BASE`` so every record's
-``dataschema`` resolves. Only a new type or version adds a file; a published one never changes.
+schemas: the JSON Schema of every event body, at ``DIR/<type>.json``; serve DIR at
+``shared.events.SCHEMA_BASE`` so every record's ``dataschema`` resolves. Only a new type or version
+adds a file; a published one never changes.
+docs: the catalogue page (``docs/events.md`` unless FILE is given), see ``shared.events.page``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from pathlib import Path
 
 import orjson
 
-from shared.events import catalogue, json_schema, load_catalogue
+from shared.events import catalogue, json_schema, load_catalogue, page
+
+USAGE = "usage: python -m shared.events schemas DIR | docs [FILE]"
 
 
 def write_schemas(out: Path) -> list[Path]:
@@ -26,11 +30,15 @@ def write_schemas(out: Path) -> list[Path]:
 
 
 def main() -> None:
-    if len(sys.argv) != 3 or sys.argv[1] != "schemas":
-        print("usage: python -m shared.events schemas DIR", file=sys.stderr)
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "schemas":
+        for path in write_schemas(Path(args[1])):
+            print(path)
+    elif 1 <= len(args) <= 2 and args[0] == "docs":
+        print(page.write(Path(args[1]) if len(args) == 2 else page.PAGE))
+    else:
+        print(USAGE, file=sys.stderr)
         raise SystemExit(2)
-    for path in write_schemas(Path(sys.argv[2])):
-        print(path)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ class DeclarationsEvent(Event):
 
 @event
 class CommunityRegistered(DeclarationsEvent):
+    """A relocation community (site) joins the county deployment."""
+
     community_id: str
     name: str
     county: str = ""
@@ -59,6 +61,8 @@ class SubjectRegistered(DeclarationsEvent):
 
 @event
 class SubjectCategoriesChanged(DeclarationsEvent):
+    """The subject's categories (积分主体 categories) are replaced from ``changed_on``."""
+
     subject_id: str
     community_id: str
     categories: tuple[str, ...]
@@ -67,6 +71,8 @@ class SubjectCategoriesChanged(DeclarationsEvent):
 
 @event
 class SubjectMovedOut(DeclarationsEvent):
+    """The subject left the community; its history stays, it earns nothing after ``moved_out_on``."""
+
     subject_id: str
     community_id: str
     moved_out_on: dt.date
@@ -145,6 +151,8 @@ class NeedPosted(DeclarationsEvent):
 
 @event
 class NeedTaken(DeclarationsEvent):
+    """A subject took on a need from the needs board; points follow only when it is completed."""
+
     need_id: str
     community_id: str
     subject_id: str

@@ -42,6 +42,8 @@ class ItemReturned(ItemDecision):
 
 @event
 class ItemRejected(ItemDecision):
+    """A recorder refused the item for ``reason``: it earns nothing."""
+
     reason: str
 
 
@@ -128,6 +130,8 @@ class NoticePosted(ReviewEvent):
 
 @event
 class ObjectionRaised(ReviewEvent):
+    """A resident objects to one certified item during the public-notice window (接受群众监督)."""
+
     objection_id: str
     community_id: str
     month: str
@@ -151,6 +155,8 @@ class ObjectionUpheld(ReviewEvent):
 
 @event
 class ObjectionDismissed(ReviewEvent):
+    """The leading group found the objection unfounded: the item stands."""
+
     objection_id: str
     community_id: str
     month: str
