@@ -5,13 +5,15 @@
 #   3. kubeconform -strict checks every built resource: built-in kinds against the Kubernetes schemas
 #      shipped in the kubernetes-validate wheel (dev extras), the operators' kinds against JSON Schemas
 #      made from their CRDs at the pinned releases (python -m deploy.k8s_schemas).
+#   4. deploy/compose.yaml against the compose-spec JSON Schema (python jsonschema).
 # Needs: python with the dev extras, kubectl (or kustomize), kubeconform (or go, to run it at the pinned
-# version), and the CRDs: CRD_DIR=<folder of CRD YAML files>, or network access to download them.
+# version; go also fetches the compose-spec schema from the compose-go module), and the CRDs:
+# CRD_DIR=<folder of CRD YAML files>, or network access to download them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python}
 K8S_VERSION=${K8S_VERSION:-1.33.0}
-STRIMZI=1.2.0 CNPG=1.30.0 KEDA=2.20.2 KUBECONFORM=v0.7.0
+STRIMZI=1.2.0 CNPG=1.30.0 KEDA=2.20.2 KUBECONFORM=v0.7.0 COMPOSE_GO=v2.16.2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -49,3 +51,16 @@ if command -v kubeconform >/dev/null; then kc=(kubeconform); else kc=(go run "gi
   -schema-location "$work/schemas/core/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
   -schema-location "$work/schemas/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json" \
   "$work"/built/*.yaml
+
+echo "== deploy/compose.yaml against the compose-spec schema (compose-go $COMPOSE_GO)"
+schema_dir=$(go mod download -json "github.com/compose-spec/compose-go/v2@$COMPOSE_GO" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+"$PYTHON" - "$schema_dir/schema/compose-spec.json" deploy/compose.yaml <<'PY'
+import json, sys
+import jsonschema, yaml
+schema = json.load(open(sys.argv[1]))
+errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(yaml.safe_load(open(sys.argv[2]))))
+for e in errors:
+    print(f"{sys.argv[2]}: {'/'.join(map(str, e.path))}: {e.message}")
+print(f"{sys.argv[2]}: {'valid' if not errors else f'{len(errors)} errors'}")
+sys.exit(1 if errors else 0)
+PY
