@@ -272,7 +272,7 @@ def main() -> None:
     if check and stale:
         print(f"deploy/k8s/base/generated is stale ({', '.join(stale)}): run python -m deploy.k8s_gen", file=sys.stderr)
         raise SystemExit(1)
-    print(("stale: " if check else "wrote: ") + (", ".join(stale) or "nothing (up to date)"))
+    print("wrote: " + ", ".join(stale) if stale else "deploy/k8s/base/generated is up to date")
 
 
 if __name__ == "__main__":
