@@ -21,7 +21,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 
-        cfg["ssl_context"] = create_ssl_context()
+        cfg["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
     return cfg
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from shared.envelope import Envelope, UndecodableRecord, decode, legacy_source, source_for
@@ -85,6 +86,7 @@ DEDUP_COLUMNS = ("projection", "topic", "partition", "event_offset", "source", "
 LOCK_CLASS = 7421
 DEDUP_WINDOW = 10_000  # offsets per partition: a relay re-sends within a batch or two (relay_batch_size 2000)
 RETRIES = 8
+REPORT_OFFSETS_S = 5.0  # how often the runner commits its stored offsets to the consumer group (lag tools)
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
 
@@ -308,6 +310,10 @@ class ProjectionRunner:
         self.batch_records = 5000  # at most per transaction (a replay takes more)
         self.ready = asyncio.Event()
         self.positions: dict[TopicPartition, int] = {}  # partitions seeked to their stored offset, next offset
+        # Next offsets as stored in Postgres, also committed to the consumer group now and then so that lag
+        # tools (KEDA's Kafka scaler, kafka-consumer-groups.sh) see them; never read back (Postgres is the truth).
+        self.stored: dict[TopicPartition, int] = {}
+        self.reported: dict[TopicPartition, int] = {}
         self.generation = 0
         self._lock = (LOCK_CLASS, projection.name)
         self._pending: asyncio.Task[None] | None = None
@@ -334,7 +340,7 @@ class ProjectionRunner:
                 consumer.seek(tp, stored[tp])
             else:
                 await consumer.seek_to_beginning(tp)
-            self.positions[tp] = stored.get(tp, 0)
+            self.positions[tp] = self.stored[tp] = stored.get(tp, 0)
 
     def admit(self, batch: Batch) -> Batch:
         """Only records of a partition seeked to its stored offset, from that offset on."""
@@ -396,6 +402,7 @@ class ProjectionRunner:
                 log.warning("projection.retry", projection=self.projection.name, attempt=attempt, error=repr(exc),
                             retry_in_s=delay)
                 await asyncio.sleep(delay)
+        self.stored.update(prepared[2])
         self.applied += applied
         self.dead_lettered += len(dead)
         for record, reason in dead:
@@ -560,9 +567,13 @@ class ProjectionRunner:
         log.info("projection.started", projection=self.projection.name, topics=self.topic_names,
                  group_id=self.group_id)
         try:
+            report_at = 0.0
             while not stop.is_set():
                 if self._failure is not None:
                     raise self._failure
+                if (now := asyncio.get_running_loop().time()) >= report_at:
+                    report_at = now + REPORT_OFFSETS_S
+                    await self.report_offsets(consumer)
                 batch = self.admit(await fetch_batch(consumer, max_records=self.batch_records))
                 try:
                     if batch:
@@ -580,6 +591,20 @@ class ProjectionRunner:
             self.positions.clear()
             await consumer.stop()
             await self.close()
+
+    async def report_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit the offsets stored in Postgres to the consumer group, for lag tools only: a failure
+        (a rebalance under way, the broker away) is logged and the next report tries again."""
+        assigned = consumer.assignment()
+        due = {tp: o for tp, o in self.stored.items() if tp in assigned and self.reported.get(tp) != o}
+        if not due:
+            return
+        try:
+            await consumer.commit(due)
+        except KafkaError as exc:
+            log.info("projection.offsets_not_reported", projection=self.projection.name, error=repr(exc))
+        else:
+            self.reported.update(due)
 
     async def close(self) -> None:
         if self.dead_letter_producer is not None:

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); "
+                          "the system's CAs when unset.",
+    )
     topic_namespace: str = Field("points", description="Prefix of every topic name (one county deployment).")
     deployment: str = Field(
         "local", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",

@@ -129,6 +129,42 @@ async def test_a_runner_restarted_5_times_mid_stream_fetches_exactly_its_lag(
     assert per_partition <= projection.dedup_window
 
 
+async def test_the_runner_reports_its_stored_offsets_to_its_consumer_group_for_lag_tools(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """KEDA's Kafka scaler and kafka-consumer-groups.sh read the group's committed offsets; the runner
+    keeps its own in Postgres and commits a copy of them to the group every few seconds."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    store = await given_a_store(pool, settings)
+    projection = TickLog()
+    stop = asyncio.Event()
+    relay = asyncio.create_task(Relay(pool, settings, source_for("declarations", settings)).run(stop))
+    runner = ProjectionRunner(pool, projection, settings)
+    task = asyncio.create_task(runner.run(stop))
+    admin = AIOKafkaAdminClient(**client_config(settings))
+    await admin.start()
+
+    async def group_offsets() -> dict[tuple[str, int], int]:
+        offsets = await admin.list_consumer_group_offsets(runner.group_id)
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+    async def reported() -> bool:
+        mine = await stored(pool, projection.name)
+        return bool(mine) and await group_offsets() == {tp: o for tp, o in mine.items() if o}
+
+    try:
+        await append_burst(pool, store, 0)
+        await wait_for(lambda: _published(pool), 60, "the relay")
+        ends = await end_offsets(settings)
+        await wait_for(lambda: _caught_up(pool, projection.name, ends), 60, "the runner")
+        await wait_for(reported, 30, "the group's committed offsets to equal the stored ones")
+    finally:
+        stop.set()
+        await asyncio.gather(task, relay, return_exceptions=True)
+        await admin.close()
+
+
 class LockedOutTickLog(TickLog):
     """TickLog giving up on a table lock after 100 ms: a transient error, like a deadlock."""
 
