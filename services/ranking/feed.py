@@ -60,7 +60,7 @@ class Feed:
 
     def __init__(self, settings: Settings) -> None:
         self.broker = KafkaBroker(settings.kafka_bootstrap_servers, security=security(settings),
-                                  client_id="ranking-feed")
+                                  client_id="ranking-feed", logger=None)
         self.clients: set[asyncio.Queue[bytes]] = set()
         self.seen = 0
         topic = RANKING.name(settings)
