@@ -16,7 +16,7 @@ from services.ranking.domain.decide import RecordTalk, SelectRoleModel
 from shared.auth import CurrentPrincipal, Role, require_community, require_role
 from shared.commands import fingerprint, run_idempotent
 from shared.errors import Rejected
-from shared.http import ID_PATTERN, MONTH_PATTERN, IdempotencyKey, RequestBody
+from shared.http import ID_PATTERN, MONTH_PATTERN, OPEN, IdempotencyKey, RequestBody
 from shared.service import Runtime
 from shared.store import Recorded
 from shared.vocabulary import TEN_MOST_BEAUTIFUL
@@ -57,7 +57,7 @@ def today(request: Request) -> dt.date:
     return dt.datetime.now(ZoneInfo(runtime(request).settings.timezone)).date()
 
 
-@router.get("/rankings")
+@router.get("/rankings", openapi_extra=OPEN)
 async def rankings(request: Request, category: Annotated[str, Query(min_length=1, max_length=40)],
                    period: PeriodQuery,
                    scope: Annotated[str, Query(min_length=1, max_length=64, pattern=ID_PATTERN,
@@ -69,7 +69,7 @@ async def rankings(request: Request, category: Annotated[str, Query(min_length=1
         return await views.ranking(conn, scope, category, p)
 
 
-@router.get("/subjects/{subject_id}/ranks")
+@router.get("/subjects/{subject_id}/ranks", openapi_extra=OPEN)
 async def rank_history(subject_id: PathId, request: Request) -> dict[str, Any]:
     """某积分主体历次排名（公开）。"""
     async with runtime(request).pool.acquire() as conn:
@@ -92,7 +92,7 @@ async def why(subject_id: PathId, period: PeriodQuery, request: Request, princip
         return await views.why(conn, subject_id, p)
 
 
-@router.get("/consequences/{community_id}")
+@router.get("/consequences/{community_id}", openapi_extra=OPEN)
 async def consequences(community_id: PathId, request: Request) -> dict[str, Any]:
     """排名带来的结果（公开）：可评优秀、提拔优先、取消评优评先资格。"""
     async with runtime(request).pool.acquire() as conn:
@@ -113,7 +113,7 @@ async def talks(community_id: PathId, month: MonthPath, request: Request, princi
         return {"community_id": community_id, "month": month, "talks": await views.talks(conn, community_id, month)}
 
 
-@router.get("/nominations/{community_id}/{month}")
+@router.get("/nominations/{community_id}/{month}", openapi_extra=OPEN)
 async def nominations(community_id: PathId, month: MonthPath, request: Request) -> dict[str, Any]:
     """当月“十个最美”提名（公开，取自排名）。"""
     views.period_of(month, today(request))
@@ -123,7 +123,7 @@ async def nominations(community_id: PathId, month: MonthPath, request: Request) 
                 "nominations": await views.nominations(conn, community_id, month)}
 
 
-@router.get("/role-models/{community_id}")
+@router.get("/role-models/{community_id}", openapi_extra=OPEN)
 async def role_models(community_id: PathId, request: Request) -> dict[str, Any]:
     """先进典型名册（公开）：领导小组选定的“十个最美”。"""
     async with runtime(request).pool.acquire() as conn:

@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from services.ranking import chart, views
 from services.ranking.domain import periods
 from shared.errors import Rejected
-from shared.http import ID_PATTERN
+from shared.http import ID_PATTERN, OPEN
 from shared.vocabulary import CATEGORIES, CONSEQUENCES, PERIOD_KINDS
 
 router = APIRouter(tags=["pages"])
@@ -50,7 +50,7 @@ async def board_context(conn: asyncpg.Connection, community: str) -> dict[str, A
     return ctx
 
 
-@router.get("/board", response_class=HTMLResponse, responses=_PAGE)  # type: ignore[arg-type]
+@router.get("/board", response_class=HTMLResponse, responses=_PAGE, openapi_extra=OPEN)  # type: ignore[arg-type]
 async def board(request: Request, community: Community) -> HTMLResponse:
     """公开排行榜页面（大屏）：各类别当月和年度排名、排名结果、先进典型、各维度积分图，随事件实时更新。"""
     async with request.app.state.runtime.pool.acquire() as conn:
@@ -58,7 +58,7 @@ async def board(request: Request, community: Community) -> HTMLResponse:
     return HTMLResponse(templates.get_template("board.html").render(**ctx, now=dt.datetime.now()))
 
 
-@router.get("/board/fragment", response_class=HTMLResponse, responses=_PAGE)  # type: ignore[arg-type]
+@router.get("/board/fragment", response_class=HTMLResponse, responses=_PAGE, openapi_extra=OPEN)  # type: ignore[arg-type]
 async def fragment(request: Request, community: Community) -> HTMLResponse:
     """排行榜主体部分（页面收到新事件时重新取用）。"""
     async with request.app.state.runtime.pool.acquire() as conn:
