@@ -68,6 +68,6 @@ def wait_for_board(community: str, month: str, timeout: float = 60) -> bool:
 def run(demo: Demo, community: str) -> None:
     months = certify_earlier_months(demo)
     shown = wait_for_board(community, demo.last)
-    print(f"demo: ranking: certified {', '.join(months + [demo.last])}; board "
+    print(f"demo: ranking: certified {', '.join([*months, demo.last])}; board "
           f"{'shows them' if shown else 'not up yet (is the ranking service running?)'}")
     print(f"  public board         {RANKING_URL}{COMMUNITY_BOARD}{community}")

@@ -24,9 +24,10 @@ def bars(points: list[tuple[str, int]], width: int = 760, row: int = 44) -> str:
         w = abs(p) * scale
         x = zero if p >= 0 else zero - w
         name = escape(DIMENSIONS.get(dim, dim))
-        parts.append(f'<text x="{label_w - 12}" y="{y + row * 0.62:.1f}" text-anchor="end" class="label">{name}</text>'
+        ty = f"{y + row * 0.62:.1f}"
+        parts.append(f'<text x="{label_w - 12}" y="{ty}" text-anchor="end" class="label">{name}</text>'
                      f'<rect x="{x:.1f}" y="{y + 6}" width="{max(w, 2):.1f}" height="{row - 14}" rx="4" '
                      f'class="{"bar" if p >= 0 else "bar neg"}"/>'
-                     f'<text x="{zero + (w if p >= 0 else 0) + 10:.1f}" y="{y + row * 0.62:.1f}" class="value">{p}</text>')
+                     f'<text x="{zero + (w if p >= 0 else 0) + 10:.1f}" y="{ty}" class="value">{p}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -32,8 +32,8 @@ from shared.events.ranking import (
     RoleModelSelected,
     TalkHeld,
 )
-from shared.logging import get_logger
 from shared.http import OPEN
+from shared.logging import get_logger
 from shared.settings import Settings
 from shared.topics import RANKING
 
@@ -97,7 +97,7 @@ class Feed:
             while not await request.is_disconnected():
                 try:
                     yield await asyncio.wait_for(q.get(), 15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield b": keep-alive\n\n"
         finally:
             self.clients.discard(q)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.ranking.domain.decide import RecordTalk, SelectionState, SelectRoleModel, TalkState, record_talk, \
-    select_role_model
+from services.ranking.domain.decide import (
+    RecordTalk,
+    SelectionState,
+    SelectRoleModel,
+    TalkState,
+    record_talk,
+    select_role_model,
+)
 from shared.envelope import Envelope
 from shared.errors import conflict
 from shared.store import ConcurrencyError, EventStore, Recorded

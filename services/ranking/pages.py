@@ -28,7 +28,8 @@ async def board_context(conn: asyncpg.Connection, community: str) -> dict[str, A
     name = await views.scope_name(conn, community)
     latest = await conn.fetchval("select max(month) from rk_months where community_id = $1 and complete", community)
     ctx: dict[str, Any] = {"community": community, "community_name": name, "month": latest, "cards": [],
-                           "year_cards": [], "consequences": [], "role_models": [], "chart": "", "categories": CATEGORIES}
+                           "year_cards": [], "consequences": [], "role_models": [], "chart": "",
+                           "categories": CATEGORIES}
     if latest is None:
         return ctx
     month, _, year = periods.containing(latest)
@@ -40,7 +41,8 @@ async def board_context(conn: asyncpg.Connection, community: str) -> dict[str, A
             except Rejected:
                 continue
             ranked = [e for e in r["entries"] if e["rank"] is not None]
-            ctx[key].append({"category": category, "name": r["category_name"], "top": [e for e in ranked if e["rank"] <= 5],
+            ctx[key].append({"category": category, "name": r["category_name"],
+                             "top": [e for e in ranked if e["rank"] <= 5],
                              "not_ranked": [e for e in r["entries"] if e["rank"] is None]})
     ctx["consequences"] = await views.consequences(conn, community)
     ctx["role_models"] = await views.role_models(conn, community)

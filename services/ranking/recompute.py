@@ -124,8 +124,8 @@ async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]]) -> Changed:
             pairs = sorted((c, m) for c, ms in certified.items() for m in ms if m in period.months
                            and (scope == COUNTY or c == scope))
             if pairs:
-                months = tuple(sorted({m for _, m in pairs}))
-                ranked += rank_all(in_scope, await scores(conn, pairs), scope, period, months)
+                counted = tuple(sorted({m for _, m in pairs}))
+                ranked += rank_all(in_scope, await scores(conn, pairs), scope, period, counted)
     await write(conn, ranked)
     by_key = {(r.scope, r.category, r.period): r for r in ranked}
     changed = Changed(ranked, {}, {sid: s.name for sid, s in subjects.items()})

@@ -13,7 +13,8 @@ from services.ranking.domain.consequences import Rules
 class RankingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RANKING_", extra="ignore")
 
-    excellent_top: int = Field(5, ge=1, description="seed: party members in the top 5 of the year may be rated excellent")
+    excellent_top: int = Field(5, ge=1,
+                               description="seed: party members in the top 5 of the year may be rated excellent")
     promotion_top: int = Field(3, ge=1, description="seed: cadres in the top 3 … get promotion priority")
     promotion_quarters: int = Field(4, ge=1, description="… for this many consecutive closed quarters")
     loss_bottom: int = Field(5, ge=1, description="seed: bottom 5 … lose eligibility")

@@ -142,7 +142,8 @@ async def role_models(conn: asyncpg.Connection, community_id: str) -> list[dict[
 
 async def dimensions(conn: asyncpg.Connection, community_id: str, period: Period) -> list[tuple[str, int]]:
     rows = await conn.fetch(
-        """select a.dimension, sum(a.points)::bigint as points from rk_awards a join rk_months m using (community_id, month)
+        """select a.dimension, sum(a.points)::bigint as points
+           from rk_awards a join rk_months m using (community_id, month)
            where a.community_id = $1 and m.complete and a.month = any($2::text[])
            group by a.dimension order by points desc, a.dimension""", community_id, list(period.months))
     return [(r["dimension"], r["points"]) for r in rows]

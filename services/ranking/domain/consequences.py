@@ -11,6 +11,7 @@ year is the latest year with a certified month, ranked over its certified months
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ def consecutive(closed: Sequence[Period], n: int) -> tuple[Period, ...] | None:
     if len(closed) < n:
         return None
     last = sorted(closed)[-n:]
-    for a, b in zip(last, last[1:], strict=False):
+    for a, b in itertools.pairwise(last):
         if previous_quarter(b) != a:
             return None
     return tuple(last)

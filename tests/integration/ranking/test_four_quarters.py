@@ -12,8 +12,8 @@ import asyncpg
 from services.ranking.feed import Feed
 from services.ranking.projection import RankingProjection
 from shared import replay
-from shared.relay import Relay
 from shared.envelope import source_for
+from shared.relay import Relay
 from shared.settings import Settings
 from tests.integration.ranking.support import County, Outbox, eventually, live_runner
 
@@ -24,8 +24,8 @@ PARTY = {"p1": 30, "p2": 28, "p3": 26, "p4": 24, "tie_a": 20, "tie_b": 20, "p7":
          "weak": -2}
 CADRES = {"k_star": 50, "k_almost": 40, "k2": 35, "k3": 30, "k4": 20, "k5": 10, "k6": 1}
 NAMES = {"p1": "王一", "p2": "王二", "p3": "张三", "p4": "李四", "tie_a": "赵甲", "tie_b": "钱乙", "p7": "孙七",
-         "p8": "周八", "p9": "吴九", "p10": "郑十", "weak": "冯弱", "late": "陈新", "k_star": "吉星", "k_almost": "罗差",
-         "k2": "何二", "k3": "杨三", "k4": "朱四", "k5": "秦五", "k6": "许六"}
+         "p8": "周八", "p9": "吴九", "p10": "郑十", "weak": "冯弱", "late": "陈新", "k_star": "吉星",
+         "k_almost": "罗差", "k2": "何二", "k3": "杨三", "k4": "朱四", "k5": "秦五", "k6": "许六"}
 
 
 def month_points(month: str) -> dict[tuple[str, str], int]:
