@@ -15,6 +15,7 @@ emitter, scratch schema) never appends.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import asyncpg
@@ -32,9 +33,11 @@ from shared.events.declarations import (
     SubjectRegistered,
 )
 from shared.events.review import MonthCertified, PointsAwarded, PointsCorrected
+from shared.logging import get_logger
 from shared.projection import Projection
 from shared.topics import DECLARATIONS, REVIEW
 
+log = get_logger("ranking.projection")
 AWARD = """insert into rk_awards select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
            $6::text[], $7::text[], $8::int[]) on conflict (item_id) do nothing"""
 AWARD_COLUMNS = ("item_id", "community_id", "month", "subject_id", "category", "dimension", "rule_code", "points")
@@ -90,9 +93,13 @@ class RankingProjection(Projection):
             if months:
                 dirty.setdefault(community, set()).update(r["month"] for r in months)
         if dirty:
+            started = time.perf_counter()
             changed = await recompute.run(conn, dirty)
+            emitted = 0
             if self.emitter is not None and trigger is not None:
-                await self.emitter.emit(conn, changed, trigger)
+                emitted = await self.emitter.emit(conn, changed, trigger)
+            log.info("ranking.recomputed", months={c: sorted(m) for c, m in dirty.items()},
+                     rankings=len(changed.rankings), emitted=emitted, seconds=round(time.perf_counter() - started, 3))
 
 
 async def _awards(conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:

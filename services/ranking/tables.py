@@ -35,6 +35,7 @@ create table if not exists rk_rankings (
     primary key (scope, category, period, subject_id)
 );
 create index if not exists rk_rankings_by_subject on rk_rankings (subject_id);
+create index if not exists rk_rankings_by_rank on rk_rankings (scope, category, period, rank, subject_id);
 create table if not exists rk_ranking_digests (
     scope text not null, category text not null, period text not null, digest text not null,
     ranked integer not null, not_ranked integer not null, months text[] not null,

@@ -36,7 +36,8 @@ def period_of(code: str, today: dt.date) -> Period:
     return p
 
 
-async def ranking(conn: asyncpg.Connection, scope: str, category: str, period: Period) -> dict[str, Any]:
+async def ranking(conn: asyncpg.Connection, scope: str, category: str, period: Period, limit: int = 100_000
+                  ) -> dict[str, Any]:
     name = await scope_name(conn, scope)
     category_name = category_of(category)
     head = await conn.fetchrow("select * from rk_ranking_digests where scope = $1 and category = $2 and period = $3",
@@ -46,8 +47,8 @@ async def ranking(conn: asyncpg.Connection, scope: str, category: str, period: P
                        code="no_ranking")
     rows = await conn.fetch(
         """select r.*, s.name from rk_rankings r join rk_subjects s using (subject_id)
-           where scope = $1 and category = $2 and period = $3 order by rank nulls last, subject_id""",
-        scope, category, period.code)
+           where scope = $1 and category = $2 and period = $3 order by rank nulls last, subject_id limit $4""",
+        scope, category, period.code, limit)
     return {"scope": scope, "scope_name": name, "category": category, "category_name": category_name,
             "period": period.code, "period_kind": period.kind, "months": list(head["months"]),
             "digest": head["digest"], "ranked": head["ranked"], "not_ranked": head["not_ranked"],

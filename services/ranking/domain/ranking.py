@@ -40,9 +40,13 @@ class Entry:
 
 
 def not_ranked_reason(member: Member, period: Period) -> str | None:
-    if member.registered_on > period.first_day:
+    return _reason(member, period.first_day, period.last_day)
+
+
+def _reason(member: Member, first: dt.date, last: dt.date) -> str | None:
+    if member.registered_on > first:
         return JOINED_MID_PERIOD
-    if member.moved_out_on is not None and member.moved_out_on <= period.last_day:
+    if member.moved_out_on is not None and member.moved_out_on <= last:
         return MOVED_OUT_MID_PERIOD
     return None
 
@@ -60,9 +64,10 @@ def rank(members: Iterable[Member], scores: Mapping[str, int], period: Period) -
     """Every member of the category, ranked ones first (rank, then subject id), then the not ranked."""
     ranked: list[tuple[str, int]] = []
     unranked: list[Entry] = []
+    first, last = period.first_day, period.last_day
     for m in members:
         score = scores.get(m.subject_id, 0)
-        reason = not_ranked_reason(m, period)
+        reason = _reason(m, first, last)
         if reason is None:
             ranked.append((m.subject_id, score))
         else:
