@@ -103,6 +103,17 @@ async def test_board_follows_a_new_certified_month(settings: Settings) -> None:
             assert chosen.status_code == 201, chosen.text
             assert http.get("/role-models/c-01").json()["role_models"][0]["name"] == "罗开英"
             assert "ranking" in str(httpx.get(f"{svc.url}/asyncapi.json").json()["channels"])
+            # a subject's rank history, and why: the certified items behind the score and who certified them
+            ranks = http.get("/subjects/s-luo/ranks").json()["ranks"]
+            assert {"category": "party_member", "category_name": "党员", "period": "2025-04", "score": 200,
+                    "rank": 1, "not_ranked": None} in ranks
+            why = http.get("/subjects/s-luo/why", params={"period": "2025-Q2"},
+                           headers={"authorization": f"Bearer {staff}"}).json()
+            assert why["total"] == 218 and len(why["items"]) == 2
+            assert [(c["month"], c["signer_names"]) for c in why["certifications"]] == [("2025-04", ["书记", "组员"])]
+            other = token("r-1", Role.declarant, "c-01", "s-zhang")
+            assert http.get("/subjects/s-luo/why", params={"period": "2025"},
+                            headers={"authorization": f"Bearer {other}"}).status_code == 403
     finally:
         await declarations.close()
         await review.close()
