@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from deploy import demo_ranking
 from shared.auth import Principal, Role, issue_token
 from shared.settings import get_settings
 
@@ -144,7 +145,7 @@ class Demo:
             self.post(self.decl, "/org-units", "county_admin",
                       {"community_id": COMMUNITY, "unit_id": f"{COMMUNITY}-{unit_id}", "kind": kind, "name": name,
                        "parent_id": f"{COMMUNITY}-{parent}" if parent else None}, f"unit-{unit_id}")
-        registered = self.last_first - dt.timedelta(days=31)
+        registered = dt.date(self.last_first.year - 1, 12, 1)  # before this year: ranked for the whole year
         subjects = [s | {"registered_on": registered.isoformat(),
                          "units": [f"{COMMUNITY}-{u}" for u in s.get("units", [])]} for s in SUBJECTS]
         self.post(self.decl, "/subjects", "county_admin", {"community_id": COMMUNITY, "subjects": subjects},
@@ -270,6 +271,7 @@ def main() -> None:
     print(f"  leading group's page {REVIEW_URL}/login?token={STAFF['secretary']}")
     print(f"  public notice        {REVIEW_URL}/notice/{COMMUNITY}/{demo.last}")
     print(f"  all demo tokens      {tokens}")
+    demo_ranking.run(demo, COMMUNITY)
 
 
 if __name__ == "__main__":

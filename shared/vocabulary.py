@@ -122,3 +122,30 @@ def as_json() -> dict[str, Any]:
     """Everything above, for pages (``GET /vocabulary``)."""
     return {"categories": dict(CATEGORIES), "dimensions": dict(DIMENSIONS), "item_statuses": dict(ITEM_STATUSES),
             "subject_statuses": dict(SUBJECT_STATUSES), "channels": dict(CHANNELS), "roles": dict(ROLES)}
+
+# ---- ranking (排名) ----------------------------------------------------------------------------
+PERIOD_KINDS: Mapping[str, str] = MappingProxyType({"month": "月度", "quarter": "季度", "year": "年度"})
+NOT_RANKED: Mapping[str, str] = MappingProxyType({
+    "joined_mid_period": "不参与排名（期间中途加入）",
+    "moved_out_mid_period": "不参与排名（期间中途迁出）",
+})
+CONSEQUENCES: Mapping[str, str] = MappingProxyType({
+    "excellent_eligible": "可评优秀",
+    "promotion_priority": "提拔优先",
+    "eligibility_lost": "取消评优评先资格",
+})
+TALKS: Mapping[str, str] = MappingProxyType({"encouragement": "激励谈话", "reminder": "提醒谈话"})
+# Ten Most Beautiful (十个最美): award -> the ranking that nominates (a category, or "woman").
+TEN_MOST_BEAUTIFUL: Mapping[str, str] = MappingProxyType({
+    "party_organization": "最美党组织",
+    "party_member": "最美党员",
+    "resident": "最美居民",
+    "family": "最美家庭",
+    "employed": "最美创业就业者",
+    "community_cadre": "最美社区干部",
+    "building_head": "最美基层干部（楼栋长）",
+    "woman": "最美巾帼",
+    "volunteer": "最美志愿者",
+    "property_staff": "最美物业人员",
+})
+COUNTY_WIDE = "全县"

@@ -15,7 +15,7 @@ from tests.support.settings import fresh_settings
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("service", ["ranking", "exchange"])
+@pytest.mark.parametrize("service", ["exchange"])  # ranking: tests/e2e/ranking/test_schemathesis.py
 async def test_given_a_stub_service_then_no_server_error_and_no_response_breaks_the_schema(
     stack: tuple[str, str], service: str, tmp_path: Path
 ) -> None:

@@ -1,0 +1,145 @@
+"""The ranking projection: roster, awards, corrections and certifications from the log.
+
+A month counts only once its ``MonthCertified`` and all its awards are applied and the count,
+total and digest match (``complete``). Whatever a batch changed (a month certified, a correction
+in a certified month, the roster of a community with certified months) is recomputed at the end
+of the batch from the tables alone, so a rebuild from offset 0 ends byte-identical to the live
+model, whatever order the two topics were interleaved in.
+
+The live runner is built with an ``emitter``: in the same transaction as the rows and the
+offsets, it appends ``RankingChanged`` and consequence events to the service's own log for every
+ranking whose digest differs from what was last appended (``ranking_emitted``). Redelivery is
+skipped by the stored offsets, so nothing is said twice; a replay (``RankingProjection()``, no
+emitter, scratch schema) never appends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.ranking import recompute
+from services.ranking.emit import Emitter
+from services.ranking.tables import READ_MODEL, TABLES
+from shared.envelope import Envelope
+from shared.events.declarations import (
+    CommunityRegistered,
+    DeclarationSubmitted,
+    DeductionRecorded,
+    SubjectCategoriesChanged,
+    SubjectMovedOut,
+    SubjectRegistered,
+)
+from shared.events.review import MonthCertified, PointsAwarded, PointsCorrected
+from shared.logging import get_logger
+from shared.projection import Projection
+from shared.topics import DECLARATIONS, REVIEW
+
+log = get_logger("ranking.projection")
+AWARD = """insert into rk_awards select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+           $6::text[], $7::text[], $8::int[]) on conflict (item_id) do nothing"""
+AWARD_COLUMNS = ("item_id", "community_id", "month", "subject_id", "category", "dimension", "rule_code", "points")
+MONTH_CHECK = """select count(*) as n, coalesce(sum(points), 0) as total,
+       encode(sha256(convert_to(coalesce(string_agg(
+           item_id || E'\\t' || subject_id || E'\\t' || category || E'\\t' || dimension || E'\\t' || rule_code
+           || E'\\t' || points::text || E'\\n', '' order by item_id collate "C"), ''), 'UTF8')), 'hex') as digest
+    from rk_awards where community_id = $1 and month = $2"""
+
+
+class RankingProjection(Projection):
+    name = "ranking"
+    topics = (DECLARATIONS, REVIEW)
+    tables = TABLES
+    schema = READ_MODEL
+
+    def __init__(self, emitter: Emitter | None = None) -> None:
+        self.emitter = emitter
+
+    async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+        dirty: dict[str, set[str]] = {}  # community -> months to recompute
+        roster_changed: set[str] = set()
+        awards: list[PointsAwarded] = []
+        trigger: Envelope | None = None
+        for env in envelopes:
+            ev = env.event
+            if isinstance(ev, PointsAwarded):
+                awards.append(ev)
+                continue
+            if awards:  # log order: a month's awards land before its MonthCertified
+                await _awards(conn, awards)
+                awards = []
+            if isinstance(ev, MonthCertified):
+                if await _certified(conn, env, ev):
+                    dirty.setdefault(ev.community_id, set()).add(ev.month)
+                    trigger = env
+            elif isinstance(ev, PointsCorrected):
+                await conn.execute(
+                    "insert into rk_corrections values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) on conflict do nothing",
+                    ev.correction_id, ev.community_id, ev.month, ev.item_id, ev.item_month, ev.subject_id,
+                    ev.category, ev.dimension, ev.delta, ev.reason, env.actor, env.time)
+                if await conn.fetchval("select complete from rk_months where community_id = $1 and month = $2",
+                                       ev.community_id, ev.month):
+                    dirty.setdefault(ev.community_id, set()).add(ev.month)
+                    trigger = env
+            elif await _roster(conn, ev):
+                roster_changed.add(ev.community_id)  # type: ignore[attr-defined]
+                trigger = trigger or env
+        if awards:
+            await _awards(conn, awards)
+        for community in roster_changed:  # a roster change reaches every certified month of the community
+            months = await conn.fetch("select month from rk_months where community_id = $1 and complete", community)
+            if months:
+                dirty.setdefault(community, set()).update(r["month"] for r in months)
+        if dirty:
+            started = time.perf_counter()
+            changed = await recompute.run(conn, dirty)
+            emitted = 0
+            if self.emitter is not None and trigger is not None:
+                emitted = await self.emitter.emit(conn, changed, trigger)
+            log.info("ranking.recomputed", months={c: sorted(m) for c, m in dirty.items()},
+                     rankings=len(changed.rankings), emitted=emitted, seconds=round(time.perf_counter() - started, 3))
+
+
+async def _awards(conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
+    await conn.execute(AWARD, *[[getattr(a, c) for a in awards] for c in AWARD_COLUMNS])
+
+
+async def _certified(conn: asyncpg.Connection, env: Envelope, ev: MonthCertified) -> bool:
+    got = await conn.fetchrow(MONTH_CHECK, ev.community_id, ev.month)
+    complete = (got["n"], got["total"], got["digest"]) == (ev.count, ev.total, ev.digest)
+    inserted = await conn.fetchval(
+        """insert into rk_months values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict do nothing
+           returning complete""",
+        ev.community_id, ev.month, ev.count, ev.total, ev.digest, complete, ev.certified_at, list(ev.signed_by),
+        list(ev.signer_names or ev.signed_by), env.id)
+    return bool(inserted)
+
+
+async def _roster(conn: asyncpg.Connection, ev: object) -> bool:
+    """Apply a roster or item event; True when a ranking may change (the community's roster)."""
+    if isinstance(ev, SubjectRegistered):
+        await conn.execute(
+            """insert into rk_subjects values ($1, $2, $3, $4, $5, $6, $7, null) on conflict (subject_id) do update
+               set community_id = excluded.community_id, kind = excluded.kind, name = excluded.name,
+                   categories = excluded.categories, gender = excluded.gender,
+                   registered_on = excluded.registered_on""",
+            ev.subject_id, ev.community_id, ev.kind, ev.name, list(ev.categories), ev.gender, ev.registered_on)
+        return True
+    if isinstance(ev, SubjectCategoriesChanged):
+        await conn.execute("update rk_subjects set categories = $2 where subject_id = $1", ev.subject_id,
+                           list(ev.categories))
+        return True
+    if isinstance(ev, SubjectMovedOut):
+        await conn.execute("update rk_subjects set moved_out_on = $2 where subject_id = $1", ev.subject_id,
+                           ev.moved_out_on)
+        return True
+    if isinstance(ev, CommunityRegistered):
+        await conn.execute("insert into rk_communities values ($1, $2) on conflict (community_id) do update "
+                           "set name = excluded.name", ev.community_id, ev.name)
+    elif isinstance(ev, DeclarationSubmitted | DeductionRecorded):
+        description = ev.description or (ev.reason if isinstance(ev, DeductionRecorded) else "")
+        await conn.execute("insert into rk_items values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
+                           ev.item_id, ev.declared_by, ev.entered_by, description, ev.rule_title, ev.occurred_on)
+    return False

@@ -1,0 +1,80 @@
+"""The ranking read model (rebuilt from the log) and the service's own tables (never rebuilt)."""
+
+from __future__ import annotations
+
+READ_MODEL = """
+create table if not exists rk_communities (community_id text primary key, name text not null);
+create table if not exists rk_subjects (
+    subject_id text primary key, community_id text not null, kind text not null, name text not null,
+    categories text[] not null, gender text, registered_on date not null, moved_out_on date
+);
+create index if not exists rk_subjects_by_community on rk_subjects (community_id);
+create table if not exists rk_items (
+    item_id text primary key, declared_by text not null, entered_by text not null, description text not null,
+    rule_title text not null, occurred_on date not null
+);
+create table if not exists rk_awards (
+    item_id text primary key, community_id text not null, month text not null, subject_id text not null,
+    category text not null, dimension text not null, rule_code text not null, points integer not null
+);
+create index if not exists rk_awards_by_month on rk_awards (community_id, month);
+create index if not exists rk_awards_by_subject on rk_awards (subject_id);
+create table if not exists rk_corrections (
+    correction_id text primary key, community_id text not null, month text not null, item_id text not null,
+    item_month text not null, subject_id text not null, category text not null, dimension text not null,
+    delta integer not null, reason text not null, made_by text not null, made_at timestamptz not null
+);
+create table if not exists rk_months (
+    community_id text not null, month text not null, count integer not null, total bigint not null,
+    digest text not null, complete boolean not null, certified_at timestamptz not null, signed_by text[] not null,
+    signer_names text[] not null, event_id uuid not null, primary key (community_id, month)
+);
+create table if not exists rk_rankings (
+    scope text not null, category text not null, period text not null, subject_id text not null,
+    score bigint not null, rank integer, from_bottom integer, not_ranked text,
+    primary key (scope, category, period, subject_id)
+);
+create index if not exists rk_rankings_by_subject on rk_rankings (subject_id);
+create index if not exists rk_rankings_by_rank on rk_rankings (scope, category, period, rank, subject_id);
+create table if not exists rk_ranking_digests (
+    scope text not null, category text not null, period text not null, digest text not null,
+    ranked integer not null, not_ranked integer not null, months text[] not null,
+    primary key (scope, category, period)
+);
+create table if not exists rk_consequences (
+    community_id text not null, subject_id text not null, consequence text not null, basis text not null,
+    primary key (subject_id, consequence)
+);
+create table if not exists rk_talks_due (
+    community_id text not null, month text not null, category text not null, subject_id text not null,
+    talk text not null, primary key (community_id, month, subject_id, talk)
+);
+create table if not exists rk_nominations (
+    community_id text not null, month text not null, award text not null, subject_id text not null,
+    rank integer not null, score bigint not null, primary key (community_id, month, award, subject_id)
+);
+"""
+TABLES = ("rk_communities", "rk_subjects", "rk_items", "rk_awards", "rk_corrections", "rk_months", "rk_rankings",
+          "rk_ranking_digests", "rk_consequences", "rk_talks_due", "rk_nominations")
+
+# What the live runner last appended to the ranking log: not part of the read model (a rebuild never
+# touches it), so a swapped-in rebuild does not make the service say again what it already said.
+SERVICE = """
+create table if not exists ranking_emitted (
+    stream_id text primary key, digest text not null, version integer not null
+);
+create table if not exists consequence_emitted (
+    community_id text not null, subject_id text not null, consequence text not null, basis text not null,
+    primary key (subject_id, consequence)
+);
+create table if not exists talks_held (
+    community_id text not null, month text not null, subject_id text not null, talk text not null,
+    category text not null, held_by text not null, note text not null, recorded_at timestamptz not null,
+    event_id uuid not null, primary key (community_id, month, subject_id, talk)
+);
+create table if not exists role_models (
+    community_id text not null, month text not null, award text not null, subject_id text not null,
+    name text not null, selected_by text not null, note text not null, recorded_at timestamptz not null,
+    event_id uuid not null, primary key (community_id, month, award, subject_id)
+);
+"""
