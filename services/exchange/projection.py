@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from services.exchange import tables
+from services.exchange import tables as exchange_tables
 from shared.envelope import Envelope
 from shared.projection import Projection
 from shared.topics import DECLARATIONS, EXCHANGE, REVIEW
@@ -18,8 +18,8 @@ from shared.topics import DECLARATIONS, EXCHANGE, REVIEW
 class ExchangeProjection(Projection):
     name = "exchange_state"
     topics = (DECLARATIONS, REVIEW, EXCHANGE)
-    tables = tables.TABLES
-    schema = tables.SCHEMA
+    tables = exchange_tables.TABLES
+    schema = exchange_tables.SCHEMA
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
-        await tables.apply(conn, [env.event for env in envelopes])
+        await exchange_tables.apply(conn, [env.event for env in envelopes])
