@@ -108,6 +108,11 @@ def redeem(command: Redeem, shopper: Shopper, shelves: Mapping[str, Shelf]) -> l
                             needed=total, spendable=shopper.spendable, pending=shopper.pending)
         return Rejected(f"积分不足：需要 {total} 分，可用积分只有 {shopper.spendable} 分", code="balance_insufficient",
                         needed=total, spendable=shopper.spendable)
+    for item_id, units in wanted.items():  # the shopper's reasons first, then the shelf's
+        shelf = shelves[item_id]
+        if units > shelf.in_stock:
+            return Rejected(f"“{shelf.item.name}”库存不足：需要 {units}{shelf.item.unit}，只剩 {shelf.in_stock}"
+                            f"{shelf.item.unit}", status=409, code="out_of_stock", in_stock=shelf.in_stock)
     return [Redeemed(redemption_id=command.redemption_id, community_id=shopper.community_id,
                      subject_id=shopper.subject_id, subject_name=shopper.name, member_code=shopper.member_code,
                      lines=tuple(lines), total_points=total, month=command.day.strftime("%Y-%m"),
@@ -135,9 +140,6 @@ def _line_refusal(command: Redeem, shopper: Shopper, shelf: Shelf, seen_price: i
             return Rejected(f"“{item.name}”{words(LIMIT_PERIODS, limits.period)}每人限兑 {limits.per_subject}"
                             f"{item.unit}，本期已兑 {used}{item.unit}", code="limit_reached",
                             limit=limits.per_subject, used=used)
-    if units > shelf.in_stock:
-        return Rejected(f"“{item.name}”库存不足：需要 {units}{item.unit}，只剩 {shelf.in_stock}{item.unit}",
-                        status=409, code="out_of_stock", in_stock=shelf.in_stock)
     return price, key
 
 
