@@ -6,9 +6,12 @@ item id order. Two counters serving one shopper or one item therefore queue, nev
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
+import orjson
 
 from services.exchange.domain.model import Item, Redemption, Shelf, Shopper
 from shared.events.exchange import Limits, RedeemedLine
@@ -17,39 +20,55 @@ _SPENDABLE = "b.awarded + b.corrected - b.redeemed + b.returned"
 
 
 async def shopper_for_update(conn: asyncpg.Connection, code: str, item_ids: Sequence[str]) -> Shopper | None:
-    member = await conn.fetchrow("select * from members where member_code = $1", code)
-    if member is None:
-        return None
-    await conn.execute("insert into balances (subject_id, community_id) values ($1, $2) on conflict do nothing",
-                       member["subject_id"], member["community_id"])
-    spendable = await conn.fetchval(f"select {_SPENDABLE} from balances b where subject_id = $1 for update",
-                                    member["subject_id"])
-    pending = await conn.fetchval("""select coalesce(sum(points), 0) from points_items
-                                     where subject_id = $1 and state = 'submitted'""", member["subject_id"])
-    used = await conn.fetch("select item_id, period_key, units from usage where subject_id = $1 and item_id = any($2)",
-                            member["subject_id"], list(item_ids))
-    return Shopper(member["subject_id"], member["community_id"], member["name"], member["member_code"],
-                   tuple(member["categories"]), int(spendable), int(pending),
-                   {(u["item_id"], u["period_key"]): u["units"] for u in used})
+    """Two statements: the balance row locked (FOR UPDATE returns its latest committed version), then
+    what other transactions holding that lock may have changed (usage, pending), in a fresh snapshot."""
+    row = await conn.fetchrow(f"""select m.subject_id, m.community_id, m.name, m.member_code, m.categories,
+                                         {_SPENDABLE} as spendable
+                                  from members m join balances b using (subject_id)
+                                  where m.member_code = $1 for update of b""", code)
+    if row is None:
+        member = await conn.fetchrow("select subject_id, community_id from members where member_code = $1", code)
+        if member is None:
+            return None
+        # a member with no balance row yet: make it, then lock it
+        await conn.execute("insert into balances (subject_id, community_id) values ($1, $2) on conflict do nothing",
+                           member["subject_id"], member["community_id"])
+        return await shopper_for_update(conn, code, item_ids)
+    extra = await conn.fetchrow(
+        """select (select coalesce(sum(points), 0) from points_items where subject_id = $1 and state = 'submitted')
+                    as pending,
+                  (select coalesce(jsonb_agg(jsonb_build_array(item_id, period_key, units)), '[]'::jsonb)
+                     from usage where subject_id = $1 and item_id = any($2)) as used""",
+        row["subject_id"], list(item_ids))
+    return Shopper(row["subject_id"], row["community_id"], row["name"], row["member_code"],
+                   tuple(row["categories"]), int(row["spendable"]), int(extra["pending"]),
+                   {(i, k): u for i, k, u in _json(extra["used"])})  # type: ignore[misc]
 
 
 async def shelves_for_update(conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[str, Shelf]:
+    """Stock rows locked in item id order, then the items' terms in a fresh snapshot (a price change
+    that held the lock has committed by then)."""
     ids = sorted(set(item_ids))
     stock = await conn.fetch("""select item_id, received - redeemed + returned as in_stock from stock
                                 where item_id = any($1) order by item_id for update""", ids)
-    items = await items_by_id(conn, ids)
+    items = await items_by_id(conn, [r["item_id"] for r in stock])
     return {r["item_id"]: Shelf(items[r["item_id"]], r["in_stock"]) for r in stock if r["item_id"] in items}
 
 
 async def items_by_id(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, Item]:
-    rows = await conn.fetch("select * from catalogue_items where item_id = any($1)", list(ids))
-    prices = await conn.fetch("select * from item_prices where item_id = any($1) order by effective_from", list(ids))
-    limits = await conn.fetch("select * from item_limits where item_id = any($1) order by effective_from", list(ids))
+    """Items with their whole price and limit schedules, one statement."""
+    rows = await conn.fetch(
+        """select c.*,
+                  (select jsonb_agg(jsonb_build_array(p.effective_from, p.price) order by p.effective_from)
+                     from item_prices p where p.item_id = c.item_id) as prices,
+                  (select jsonb_agg(jsonb_build_array(l.effective_from, l.limits) order by l.effective_from)
+                     from item_limits l where l.item_id = c.item_id) as limits
+           from catalogue_items c where c.item_id = any($1)""", list(ids))
     return {r["item_id"]: Item(
         r["item_id"], r["community_id"], r["name"], r["unit"],
-        tuple((p["effective_from"], p["price"]) for p in prices if p["item_id"] == r["item_id"]),
-        tuple((lim["effective_from"], Limits.model_validate_json(lim["limits"])) for lim in limits
-              if lim["item_id"] == r["item_id"])) for r in rows}
+        tuple((dt.datetime.fromisoformat(at), price) for at, price in _json(r["prices"] or "[]")),
+        tuple((dt.datetime.fromisoformat(at), Limits.model_validate(lim)) for at, lim in _json(r["limits"] or "[]")))
+        for r in rows}
 
 
 async def item_for_update(conn: asyncpg.Connection, item_id: str) -> Item | None:
@@ -67,7 +86,5 @@ async def redemption_for_update(conn: asyncpg.Connection, redemption_id: str) ->
                       returned=row["returned_at"] is not None)
 
 
-def _json(value: object) -> list[dict[str, object]]:
-    import orjson
-
+def _json(value: object) -> list[Any]:
     return orjson.loads(value) if isinstance(value, str | bytes) else value  # type: ignore[return-value]

@@ -233,35 +233,42 @@ def _lines_json(ev: Redeemed | RedemptionReturned) -> str:
 
 
 async def _redeemed(conn: asyncpg.Connection, ev: Redeemed) -> None:
-    if not await conn.fetchval(
-            """insert into redemptions (redemption_id, community_id, subject_id, subject_name, member_code, lines,
-                                        total_points, month, counter, clerk, redeemed_at)
-               values ($1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11) on conflict do nothing returning true""",
-            ev.redemption_id, ev.community_id, ev.subject_id, ev.subject_name, ev.member_code, _lines_json(ev),
-            ev.total_points, ev.month, ev.counter, ev.clerk, ev.redeemed_at):
-        return
-    await _moved(conn, ev, "redeemed", 1)
+    await conn.execute(_MOVED.format(first="""insert into redemptions (redemption_id, community_id, subject_id,
+            subject_name, member_code, lines, total_points, month, counter, clerk, redeemed_at)
+        values ($1, $2, $3, $8, $9, $4::jsonb, $5, $6, $10, $11, $12) on conflict do nothing returning 1""",
+                                        kind="redeemed", sign=1),
+                       ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points, ev.month,
+                       "redeemed", ev.subject_name, ev.member_code, ev.counter, ev.clerk, ev.redeemed_at)
 
 
 async def _returned(conn: asyncpg.Connection, ev: RedemptionReturned) -> None:
-    if not await conn.fetchval("""update redemptions set returned_at = $2, return_month = $3, return_reason = $4
-                                  where redemption_id = $1 and returned_at is null returning true""",
-                               ev.redemption_id, ev.returned_at, ev.month, ev.reason):
-        return
-    await _moved(conn, ev, "returned", -1)
+    await conn.execute(_MOVED.format(first="""update redemptions set returned_at = $9, return_month = $6,
+            return_reason = $8 where redemption_id = $1 and returned_at is null returning 1""",
+                                        kind="returned", sign=-1),
+                       ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points, ev.month,
+                       "returned", ev.reason, ev.returned_at)
 
 
-async def _moved(conn: asyncpg.Connection, ev: Redeemed | RedemptionReturned, kind: str, sign: int) -> None:
-    await conn.execute(_ADD_BALANCE.format(col=kind), ev.subject_id, ev.community_id, ev.total_points)
-    await conn.executemany(_ADD_STOCK.format(col=kind),
-                           [(line.item_id, ev.community_id, line.quantity) for line in ev.lines])
-    await conn.executemany("""insert into usage values ($1, $2, $3, $4) on conflict (subject_id, item_id, period_key)
-                              do update set units = usage.units + excluded.units""",
-                           [(ev.subject_id, line.item_id, line.period_key, sign * line.quantity) for line in ev.lines])
-    await conn.executemany("insert into movements values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) on conflict do nothing",
-                           [(ev.redemption_id, kind, n, ev.community_id, ev.month, ev.subject_id, line.item_id,
-                             line.item_name, sign * line.quantity, sign * line.points)
-                            for n, line in enumerate(ev.lines)])
+# One statement per redemption or return: the first CTE claims it (a second application finds it
+# claimed and changes nothing), the others move points, stock, limit allowance and statistics.
+_MOVED = """
+with claimed as ({first}),
+     l as (select x.*, ordinality - 1 as line
+           from rows from (jsonb_to_recordset($4::jsonb)
+                as (item_id text, item_name text, quantity int, unit_price int, points int, period_key text))
+                with ordinality as x),
+     b as (insert into balances (subject_id, community_id, {kind}) select $3, $2, $5 from claimed
+           on conflict (subject_id) do update set {kind} = balances.{kind} + excluded.{kind}),
+     s as (insert into stock (item_id, community_id, {kind})
+           select l.item_id, $2, sum(l.quantity) from l, claimed group by l.item_id
+           on conflict (item_id) do update set {kind} = stock.{kind} + excluded.{kind}),
+     u as (insert into usage select $3, l.item_id, l.period_key, {sign} * sum(l.quantity) from l, claimed
+           group by l.item_id, l.period_key
+           on conflict (subject_id, item_id, period_key) do update set units = usage.units + excluded.units)
+insert into movements
+select $1, $7, l.line, $2, $6, $3, l.item_id, l.item_name, {sign} * l.quantity, {sign} * l.points from l, claimed
+on conflict do nothing
+"""
 
 
 _HANDLERS: dict[type[Event], Callable[[asyncpg.Connection, Any], Awaitable[None]]] = {

@@ -29,8 +29,8 @@ async def test_given_certified_and_pending_points_then_the_counter_redeems_retur
         a, b = subject(1), subject(2)
         await market.roster([a, b], pending={b.subject_id: 50})
         await market.roster([subject(9, community="c-02")], community="c-02", name="别的社区")
-        await market.certify(COMMUNITY, "2026-11", {a.subject_id: 30, b.subject_id: 5})
-        await market.wait_for_balance(a.subject_id, 30)
+        await market.certify(COMMUNITY, "2026-11", {a.subject_id: 50, b.subject_id: 5})
+        await market.wait_for_balance(a.subject_id, 50)
         await market.wait_for_balance(b.subject_id, 5)
         clerk = market.clerk()
         list_item(clerk, "rice", price=10, stock=3)
@@ -43,7 +43,7 @@ async def test_given_certified_and_pending_points_then_the_counter_redeems_retur
         first = clerk.post("/redemptions", headers={"idempotency-key": "k-redeem-1"}, json=body)
         again = clerk.post("/redemptions", headers={"idempotency-key": "k-redeem-1"}, json=body)
         assert first.status_code == again.status_code == 201 and first.json() == again.json()
-        assert first.json()["balance_after"] == 10
+        assert first.json()["balance_after"] == 30
         rid = first.json()["redemption_id"]
         before = await counts(market.settings.database_url)
         assert before[1] == 1
@@ -79,7 +79,7 @@ async def test_given_certified_and_pending_points_then_the_counter_redeems_retur
         back = clerk.post(f"/redemptions/{rid}/return", headers={"idempotency-key": "k-return-1"},
                           json={"reason": "包装破损"})
         assert back.status_code == 201, back.text
-        assert clerk.get(f"/members/{code(a.subject_id)}").json()["spendable"] == 30
+        assert clerk.get(f"/members/{code(a.subject_id)}").json()["spendable"] == 50
         refused(f"/redemptions/{rid}/return", {"reason": "包装破损"}, 409, "already_returned")
         assert (await counts(market.settings.database_url))[1] == 3
         stats = clerk.get(f"/statistics/{COMMUNITY}/{first.json()['lines'][0]['period_key']}").json()

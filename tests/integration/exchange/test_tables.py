@@ -1,0 +1,47 @@
+"""The tables hold to the domain's fold: events applied once or twice give the same rows."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from services.exchange import state, tables
+from services.exchange.domain.evolve import fold
+from shared.events.exchange import PriceChanged, RedeemedLine
+from tests.unit.exchange.support import DAY, T0, donated, given, listed, redeem_command, shopper, when_redeeming, when_returning
+
+pytestmark = pytest.mark.integration
+
+
+async def test_given_events_applied_twice_then_the_tables_match_the_fold(pool: asyncpg.Pool) -> None:
+    # given a listing, a price change, a donation, a redemption of two lines and its return
+    state0 = given([listed("rice", 3), listed("oil", 5), donated("rice", 10), donated("oil", 4, "d2")], shopper())
+    redeemed = when_redeeming(state0, "s-1", redeem_command(("rice", 2), ("oil", 1), ("rice", 1)))
+    assert isinstance(redeemed, list)
+    returned = when_returning(fold(state0, redeemed), "r1")
+    assert isinstance(returned, list)
+    change = PriceChanged(item_id="rice", community_id="c-01", change_id="p1", price=4, effective_from=T0)
+    events = [listed("rice", 3), listed("oil", 5), change, donated("rice", 10), donated("oil", 4, "d2"), *redeemed]
+    async with pool.acquire() as conn:
+        await conn.execute(tables.SCHEMA)
+        await conn.execute("insert into members values ('s-1', 'c-01', '居民', '{resident}', 'HZ-X', true)")
+        await conn.execute("insert into balances (subject_id, community_id, awarded) values ('s-1', 'c-01', 100)")
+        # when applied twice
+        for _ in range(2):
+            async with conn.transaction():
+                await tables.apply(conn, events)
+        # then stock, balance and usage are what the fold says
+        shelves = await state.shelves_for_update(conn, ["rice", "oil"])
+        assert {k: v.in_stock for k, v in shelves.items()} == {"rice": 7, "oil": 3}
+        assert shelves["rice"].item.price_at(T0) == 4
+        who = await state.shopper_for_update(conn, "HZ-X", ["rice", "oil"])
+        assert who is not None and who.spendable == 100 - 3 * 3 - 5 and who.used == {("rice", "2026-12"): 3,
+                                                                                    ("oil", "2026-12"): 1}
+        for _ in range(2):
+            await tables.apply(conn, returned)
+        who = await state.shopper_for_update(conn, "HZ-X", ["rice"])
+        assert who is not None and who.spendable == 100 and who.used == {("rice", "2026-12"): 0}
+        r = await state.redemption_for_update(conn, "r1")
+        assert r is not None and r.returned and isinstance(r.lines[0], RedeemedLine)
+        assert await conn.fetchval("select sum(quantity) from movements") == 0
+        assert DAY.month == 12
