@@ -23,6 +23,7 @@ import asyncpg
 import orjson
 
 from services.exchange.handlers import Decided
+from services.exchange.state import Shelves
 from shared.errors import Rejected, conflict, key_reused
 from shared.http import error_body
 from shared.logging import get_logger
@@ -37,7 +38,7 @@ Answer = tuple[int, dict[str, Any]]
 class Job:
     key: str
     fingerprint: str
-    work: Callable[[asyncpg.Connection], Awaitable[Decided]]
+    work: Callable[[asyncpg.Connection, Shelves], Awaitable[Decided]]
     recorded: Recorded
     future: asyncio.Future[Answer] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -103,37 +104,40 @@ class Counter:
 
     async def _once(self, jobs: list[Job]) -> list[Answer]:
         self.batches += 1
-        answers: list[Answer | None] = []
+        answers: list[Answer | None] = [None] * len(jobs)
         accepted: list[tuple[int, Job, Decided]] = []
+        shelves = Shelves()
         async with self.pool.acquire() as conn, conn.transaction():
+            claimed = {r["idempotency_key"] for r in await conn.fetch(
+                """insert into command_log (idempotency_key, fingerprint) select * from unnest($1::text[], $2::text[])
+                   on conflict (idempotency_key) do nothing returning idempotency_key""",
+                [j.key for j in jobs], [j.fingerprint for j in jobs])}
+            if len(claimed) < len(jobs):
+                stored = {r["idempotency_key"]: r for r in await conn.fetch(
+                    "select * from command_log where idempotency_key = any($1)",
+                    [j.key for j in jobs if j.key not in claimed])}
             for n, job in enumerate(jobs):
-                claimed = await conn.fetchval("""insert into command_log (idempotency_key, fingerprint) values ($1, $2)
-                                                 on conflict (idempotency_key) do nothing returning true""",
-                                              job.key, job.fingerprint)
-                if not claimed:
-                    row = await conn.fetchrow("select fingerprint, status, response from command_log "
-                                              "where idempotency_key = $1", job.key)
+                if job.key not in claimed:
+                    row = stored[job.key]
                     if row["fingerprint"] != job.fingerprint:
                         refusal = key_reused()
-                        answers.append((refusal.status, error_body(refusal.code, refusal.reason)))
+                        answers[n] = (refusal.status, error_body(refusal.code, refusal.reason))
                     else:
-                        answers.append((row["status"], orjson.loads(row["response"])))
+                        answers[n] = (row["status"], orjson.loads(row["response"]))
                     continue
                 try:
-                    decided = await job.work(conn)
+                    decided = await job.work(conn, shelves)
                 except Rejected as refusal:  # raised before anything was written
-                    answers.append((refusal.status, error_body(refusal.code, refusal.reason, **refusal.detail)))
+                    answers[n] = (refusal.status, error_body(refusal.code, refusal.reason, **refusal.detail))
                     continue
-                answers.append(None)
                 accepted.append((n, job, decided))
             envelopes = await self.store.append_many(
                 conn, [(d.stream, d.version, d.events, d.key, job.recorded) for _, job, d in accepted]
             ) if accepted else []
             for (n, _, decided), batch in zip(accepted, envelopes, strict=True):
                 answers[n] = (201, decided.answer | {"event_ids": [str(e.id) for e in batch]})
-            stored = [(job.key, answer[0], orjson.dumps(answer[1]).decode())
-                      for job, answer in zip(jobs, answers, strict=True)
-                      if answer is not None and answer[1].get("error") != "idempotency_key_reused"]
+            done = [(job.key, answer[0], orjson.dumps(answer[1]).decode())
+                    for job, answer in zip(jobs, answers, strict=True) if answer is not None and job.key in claimed]
             await conn.executemany("""update command_log set status = $2, response = $3::jsonb
-                                      where idempotency_key = $1 and status is null""", stored)
+                                      where idempotency_key = $1""", done)
         return [a for a in answers if a is not None]

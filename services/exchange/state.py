@@ -45,6 +45,27 @@ async def shopper_for_update(conn: asyncpg.Connection, code: str, item_ids: Sequ
                    {(i, k): u for i, k, u in _json(extra["used"])})  # type: ignore[misc]
 
 
+class Shelves:
+    """The shelves one transaction has locked: a batch of redemptions reads each item once (its stock
+    row stays locked until commit, so nobody else changes it) and keeps the count as it goes."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, Shelf] = {}
+
+    async def lock(self, conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[str, Shelf]:
+        missing = [i for i in item_ids if i not in self.held]
+        if missing:
+            self.held |= await shelves_for_update(conn, missing)
+        return {i: self.held[i] for i in item_ids if i in self.held}
+
+    def taken(self, item_id: str, units: int) -> None:
+        shelf = self.held[item_id]
+        self.held[item_id] = Shelf(shelf.item, shelf.in_stock - units)
+
+    def forget(self, item_id: str) -> None:
+        self.held.pop(item_id, None)
+
+
 async def shelves_for_update(conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[str, Shelf]:
     """Stock rows locked in item id order, then the items' terms in a fresh snapshot (a price change
     that held the lock has committed by then)."""
