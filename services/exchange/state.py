@@ -20,29 +20,13 @@ _SPENDABLE = "b.awarded + b.corrected - b.redeemed + b.returned"
 
 
 async def shopper_for_update(conn: asyncpg.Connection, code: str, item_ids: Sequence[str]) -> Shopper | None:
-    """Two statements: the balance row locked (FOR UPDATE returns its latest committed version), then
-    what other transactions holding that lock may have changed (usage, pending), in a fresh snapshot."""
-    row = await conn.fetchrow(f"""select m.subject_id, m.community_id, m.name, m.member_code, m.categories,
-                                         {_SPENDABLE} as spendable
-                                  from members m join balances b using (subject_id)
-                                  where m.member_code = $1 for update of b""", code)
+    """The balance row locked, then read with usage and pending after the lock (``exchange_shopper``)."""
+    row = await conn.fetchrow("select * from exchange_shopper($1, $2)", code, list(item_ids))
     if row is None:
-        member = await conn.fetchrow("select subject_id, community_id from members where member_code = $1", code)
-        if member is None:
-            return None
-        # a member with no balance row yet: make it, then lock it
-        await conn.execute("insert into balances (subject_id, community_id) values ($1, $2) on conflict do nothing",
-                           member["subject_id"], member["community_id"])
-        return await shopper_for_update(conn, code, item_ids)
-    extra = await conn.fetchrow(
-        """select (select coalesce(sum(points), 0) from points_items where subject_id = $1 and state = 'submitted')
-                    as pending,
-                  (select coalesce(jsonb_agg(jsonb_build_array(item_id, period_key, units)), '[]'::jsonb)
-                     from usage where subject_id = $1 and item_id = any($2)) as used""",
-        row["subject_id"], list(item_ids))
+        return None
     return Shopper(row["subject_id"], row["community_id"], row["name"], row["member_code"],
-                   tuple(row["categories"]), int(row["spendable"]), int(extra["pending"]),
-                   {(i, k): u for i, k, u in _json(extra["used"])})  # type: ignore[misc]
+                   tuple(row["categories"]), int(row["spendable"]), int(row["pending"]),
+                   {(i, k): u for i, k, u in _json(row["used"])})
 
 
 class Shelves:

@@ -102,6 +102,33 @@ create table if not exists movements (
 create index if not exists movements_by_month on movements (community_id, month);
 create table if not exists usage (subject_id text not null, item_id text not null, period_key text not null,
     units integer not null, primary key (subject_id, item_id, period_key));
+-- A shopper for the counter in one round trip: lock the balance row, then read it, the pending
+-- points and the limit usage in fresh snapshots (each statement of a volatile function takes its
+-- own under read committed), so what a transaction that held the lock wrote is seen.
+create or replace function exchange_shopper(p_code text, p_items text[])
+returns table (subject_id text, community_id text, name text, member_code text, categories text[],
+               spendable bigint, pending bigint, used jsonb)
+language plpgsql volatile as $$
+#variable_conflict use_column
+declare s text;
+begin
+    select m.subject_id into s from members m where m.member_code = p_code;
+    if s is null then return; end if;
+    perform 1 from balances b where b.subject_id = s for update;
+    if not found then
+        insert into balances (subject_id, community_id)
+        select m.subject_id, m.community_id from members m where m.subject_id = s on conflict do nothing;
+        perform 1 from balances b where b.subject_id = s for update;
+    end if;
+    return query
+    select m.subject_id, m.community_id, m.name, m.member_code, m.categories,
+           (select b.awarded + b.corrected - b.redeemed + b.returned from balances b where b.subject_id = s),
+           (select coalesce(sum(p.points), 0)::bigint from points_items p
+             where p.subject_id = s and p.state = 'submitted'),
+           (select coalesce(jsonb_agg(jsonb_build_array(u.item_id, u.period_key, u.units)), '[]'::jsonb)
+              from usage u where u.subject_id = s and u.item_id = any(p_items))
+      from members m where m.subject_id = s;
+end $$;
 """
 
 _ADD_BALANCE = """insert into balances (subject_id, community_id, {col}) values ($1, $2, $3)
