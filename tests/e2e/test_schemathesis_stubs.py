@@ -1,4 +1,4 @@
-"""The ranking and exchange services (health endpoints for now) against their own OpenAPI documents:
+"""The ranking service (health endpoints for now; exchange: tests/e2e/exchange/test_schemathesis.py) against their own OpenAPI documents:
 schemathesis (tests/support/fuzz.py, all checks), each service running as a process, one role each."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.support.settings import fresh_settings
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("service", ["ranking", "exchange"])
+@pytest.mark.parametrize("service", ["ranking"])
 async def test_given_a_stub_service_then_no_server_error_and_no_response_breaks_the_schema(
     stack: tuple[str, str], service: str, tmp_path: Path
 ) -> None:
