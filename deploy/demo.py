@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from deploy import demo_exchange
 from shared.auth import Principal, Role, issue_token
 from shared.settings import get_settings
 
@@ -270,6 +271,7 @@ def main() -> None:
     print(f"  leading group's page {REVIEW_URL}/login?token={STAFF['secretary']}")
     print(f"  public notice        {REVIEW_URL}/notice/{COMMUNITY}/{demo.last}")
     print(f"  all demo tokens      {tokens}")
+    demo_exchange.run(COMMUNITY, token, demo.last)  # the Love Supermarket (deploy/demo_exchange.py)
 
 
 if __name__ == "__main__":
