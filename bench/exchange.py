@@ -33,23 +33,23 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from intake import CpuMeter, Load, all_published, cpu_line, fmt  # noqa: E402  (bench/intake.py)
+from intake import CpuMeter, Load, all_published, cpu_line, fmt
 
-from deploy.local import REPO_ROOT, create_database, free_port, settings_env, stop_process, wait_until_ready  # noqa: E402
-from deploy.testing import StackHandle, throwaway_stack  # noqa: E402
-from services.exchange.domain.member_code import member_code  # noqa: E402
-from shared import store as event_store  # noqa: E402
-from shared.auth import Principal, Role, issue_token  # noqa: E402
-from shared.envelope import source_for  # noqa: E402
-from shared.events import load_catalogue  # noqa: E402
-from shared.events.declarations import CommunityRegistered, SubjectRegistered  # noqa: E402
-from shared.events.review import MonthCertified, PointsAwarded, certification_digest  # noqa: E402
-from shared.kafka import consumer_config  # noqa: E402
-from shared.projection import partitions_of  # noqa: E402
-from shared.relay import Relay  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.store import EventStore, Recorded  # noqa: E402
-from shared.topics import DECLARATIONS, EXCHANGE, REVIEW, create_topics  # noqa: E402
+from deploy.local import REPO_ROOT, create_database, free_port, settings_env, stop_process, wait_until_ready
+from deploy.testing import StackHandle, throwaway_stack
+from services.exchange.domain.member_code import member_code
+from shared import store as event_store
+from shared.auth import Principal, Role, issue_token
+from shared.envelope import source_for
+from shared.events import load_catalogue
+from shared.events.declarations import CommunityRegistered, SubjectRegistered
+from shared.events.review import MonthCertified, PointsAwarded, certification_digest
+from shared.kafka import consumer_config
+from shared.projection import partitions_of
+from shared.relay import Relay
+from shared.settings import Settings
+from shared.store import EventStore, Recorded
+from shared.topics import DECLARATIONS, EXCHANGE, REVIEW, create_topics
 
 COMMUNITY = "c-bench"
 AIM = 500.0  # redemptions per second (issue 12; moonshot 2,000)

@@ -55,7 +55,7 @@ def run(community: str, token: Any, month: str) -> None:
     deadline = time.monotonic() + 60  # the certified month reaches the exchange service through Kafka
     while True:
         r = http.get(f"/members/{xu}")
-        if r.status_code == 200 and r.json()["spendable"] > 0 or time.monotonic() > deadline:
+        if (r.status_code == 200 and r.json()["spendable"] > 0) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
     for item_id, name, unit, price, limits in ITEMS:

@@ -253,7 +253,8 @@ async def statistics(community_id: PathId, month: MonthPath, request: Request,
 
 
 @router.get("/donors/{community_id}/{month}")
-async def donors(community_id: PathId, month: MonthPath, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+async def donors(community_id: PathId, month: MonthPath, request: Request,
+                 principal: CurrentPrincipal) -> dict[str, Any]:
     """月度捐赠报表：捐赠方、商品、数量。"""
     require_role(principal, *READERS)
     require_community(principal, community_id)

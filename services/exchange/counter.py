@@ -78,7 +78,7 @@ class Counter:
                 await self._run(later)
 
     async def _run(self, jobs: list[Job]) -> None:
-        for attempt in range(1, ATTEMPTS + 1):
+        for _ in range(ATTEMPTS):
             try:
                 answers = await self._once(jobs)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, ConcurrencyError):

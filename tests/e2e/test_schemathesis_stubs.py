@@ -1,4 +1,5 @@
-"""The ranking service (health endpoints for now; exchange: tests/e2e/exchange/test_schemathesis.py) against their own OpenAPI documents:
+"""The ranking service (health endpoints for now; the exchange: tests/e2e/exchange/test_schemathesis.py)
+against its own OpenAPI document:
 schemathesis (tests/support/fuzz.py, all checks), each service running as a process, one role each."""
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from shared.events.exchange import (
     ItemListed,
     LimitsChanged,
     PriceChanged,
-    RedeemedLine,
     Redeemed,
+    RedeemedLine,
     RedemptionReturned,
     StockReceived,
 )

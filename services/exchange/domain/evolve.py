@@ -71,4 +71,5 @@ def fold(state: Supermarket, events: Iterable[Event]) -> Supermarket:
 def credited(state: Supermarket, subject_id: str, points: int) -> Supermarket:
     """Certified awards and corrections arrive from the review topic: they raise the spendable balance."""
     shopper = state.shoppers[subject_id]
-    return replace(state, shoppers={**state.shoppers, subject_id: replace(shopper, spendable=shopper.spendable + points)})
+    shopper = replace(shopper, spendable=shopper.spendable + points)
+    return replace(state, shoppers={**state.shoppers, subject_id: shopper})

@@ -104,7 +104,8 @@ class Supermarket:
         await self.declarations.publish(
             [(f"community-{community}", community, [CommunityRegistered(community_id=community, name=name)])]
             + [(f"subject-{s.subject_id}", s.subject_id, [s]) for s in subjects]
-            + [(f"declaration-pend-{sid}", sid, [pending_item(sid, p, community)]) for sid, p in (pending or {}).items()])
+            + [(f"declaration-pend-{sid}", sid, [pending_item(sid, p, community)])
+               for sid, p in (pending or {}).items()])
 
     async def certify(self, community: str, month: str, points: dict[str, int]) -> None:
         await self.review.publish([(f"community-{community}", community, certified_month(community, month, points))])

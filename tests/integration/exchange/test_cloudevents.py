@@ -13,7 +13,11 @@ from shared.events import catalogue
 from shared.topics import EXCHANGE
 from shared.verify import compare, read_store, read_topic
 from tests.integration.exchange.support import COMMUNITY, code, list_item, subject, supermarket
-from tests.support.conformance import records_of, sequence_sorts_in_chain_order, then_a_cloudevents_consumer_reads_it_right
+from tests.support.conformance import (
+    records_of,
+    sequence_sorts_in_chain_order,
+    then_a_cloudevents_consumer_reads_it_right,
+)
 
 pytestmark = pytest.mark.integration
 

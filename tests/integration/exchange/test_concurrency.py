@@ -121,7 +121,8 @@ async def test_given_1639_residents_when_each_redeems_one_item_then_statistics_a
         assert [t["item_id"] for t in stats["top_items"]] == ["rice", "oil"]
         # and after a few returns, a rebuild from offset 0 into a scratch schema gives every balance and stock back
         for _, _, body in results[:25]:
-            r = clerk.post(f"/redemptions/{body['redemption_id']}/return", headers={"idempotency-key": f"ret-{body['redemption_id']}"},
+            rid = body["redemption_id"]
+            r = clerk.post(f"/redemptions/{rid}/return", headers={"idempotency-key": f"ret-{rid}"},
                            json={"reason": "不需要了"})
             assert r.status_code == 201, r.text
         db = market.settings.database_url
@@ -136,8 +137,8 @@ async def test_given_1639_residents_when_each_redeems_one_item_then_statistics_a
         finally:
             await pool.close()
         live_b = await fetch(db, "select subject_id, awarded, corrected, redeemed, returned from balances order by 1")
-        scratch_b = await fetch(db, f"select subject_id, awarded, corrected, redeemed, returned from {built.schema}.balances "
-                                    "order by 1")
+        scratch_b = await fetch(db, "select subject_id, awarded, corrected, redeemed, returned "
+                                    f"from {built.schema}.balances order by 1")
         assert [tuple(r) for r in live_b] == [tuple(r) for r in scratch_b]
         certified = {s.subject_id: 20 + n % 7 for n, s in enumerate(residents)}
         spent = Counter[str]()
@@ -146,7 +147,8 @@ async def test_given_1639_residents_when_each_redeems_one_item_then_statistics_a
         returned = {body["member_code"]: body["total_points"] for _, _, body in results[:25]}
         codes = {code(sid): sid for sid in certified}
         expected = {sid: certified[sid] - spent[c] + returned.get(c, 0) for c, sid in codes.items()}
-        assert {r["subject_id"]: r["awarded"] + r["corrected"] - r["redeemed"] + r["returned"] for r in scratch_b} == expected
+        rebuilt = {r["subject_id"]: r["awarded"] + r["corrected"] - r["redeemed"] + r["returned"] for r in scratch_b}
+        assert rebuilt == expected
         stock = await fetch(db, f"select item_id, received, redeemed, returned from {built.schema}.stock order by 1")
         moved = Counter(body["lines"][0]["item_id"] for _, _, body in results)
         back = Counter(body["lines"][0]["item_id"] for _, _, body in results[:25])

@@ -8,7 +8,17 @@ import pytest
 from services.exchange import state, tables
 from services.exchange.domain.evolve import fold
 from shared.events.exchange import PriceChanged, RedeemedLine
-from tests.unit.exchange.support import DAY, T0, donated, given, listed, redeem_command, shopper, when_redeeming, when_returning
+from tests.unit.exchange.support import (
+    DAY,
+    T0,
+    donated,
+    given,
+    listed,
+    redeem_command,
+    shopper,
+    when_redeeming,
+    when_returning,
+)
 
 pytestmark = pytest.mark.integration
 

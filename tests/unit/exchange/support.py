@@ -48,5 +48,6 @@ def when_redeeming(state: Supermarket, subject: str, command: Redeem) -> list[Ev
 
 
 def when_returning(state: Supermarket, rid: str, clerk_community: str = "c-01") -> list[Event] | Rejected:
-    r = d.return_redemption(ReturnRedemption(rid, "坏了", "clerk-1", clerk_community, T0, DAY), state.redemptions.get(rid))
+    command = ReturnRedemption(rid, "坏了", "clerk-1", clerk_community, T0, DAY)
+    r = d.return_redemption(command, state.redemptions.get(rid))
     return r if isinstance(r, Rejected) else list(r)

@@ -59,7 +59,7 @@ def test_given_a_price_change_from_a_stated_time_then_it_applies_from_then_and_a
                    PriceChanged(item_id="rice", community_id="c-01", change_id="p1", price=15, effective_from=later)],
                   shopper())
     before = when_redeeming(state, "s-1", redeem_command(("rice", 1, 10)))
-    assert isinstance(before, list) and before[0].total_points == 10
+    assert isinstance(before, list) and isinstance(before[0], Redeemed) and before[0].total_points == 10
     after = redeem_command(("rice", 1, 10), at=later, day=later.date())
     assert code_of(when_redeeming(state, "s-1", after)) == "price_changed"
 
