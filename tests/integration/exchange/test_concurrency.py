@@ -19,17 +19,21 @@ from services.exchange.projection import ExchangeProjection
 from shared import replay
 from shared.auth import Role
 from tests.integration.exchange.support import COMMUNITY, code, list_item, subject, supermarket
-from tests.support.services import token
+from tests.support.services import running_service, token
 
 pytestmark = pytest.mark.integration
 COUNTERS = 4
 
 
-async def at_counters(url: str, requests: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
-    """Send (key, body) requests from ``COUNTERS`` clients at once: counter n takes every n-th request."""
+async def at_counters(urls: str | list[str], requests: list[tuple[str, dict[str, Any]]]
+                      ) -> list[tuple[str, int, dict[str, Any]]]:
+    """Send (key, body) requests from ``COUNTERS`` clients at once: counter n takes every n-th request and
+    talks to service process ``n % len(urls)``."""
+    urls = [urls] if isinstance(urls, str) else urls
+
     async def counter(n: int) -> list[tuple[str, int, dict[str, Any]]]:
         headers = {"authorization": f"Bearer {token(f'clerk-{n}', Role.clerk, COMMUNITY)}"}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=urls[n % len(urls)], headers=headers, timeout=60) as client:
             async def one(key: str, body: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
                 r = await client.post("/redemptions", headers={"idempotency-key": key}, json=body)
                 return key, r.status_code, r.json()
@@ -56,15 +60,17 @@ async def test_given_stock_50_when_200_requests_race_at_4_counters_then_exactly_
         await market.certify(COMMUNITY, "2026-11", {sid: p for sid, p in balance.items() if p})
         await market.wait_for_balance(residents[-1].subject_id, balance[residents[-1].subject_id])
         list_item(market.clerk(), "rice", price=10, stock=50)
-        # when the first 50 ask twice and the others once (200 requests), 40 of them sent twice with the same key
+        # when the first 50 ask twice and the others once (200 requests), 40 of them sent twice with the same key,
+        # from 4 counters served by two service processes on the same database
         requests = [(f"k-{s.subject_id}-{t}", {"member_code": code(s.subject_id), "lines": [{"item_id": "rice",
                                                                                            "quantity": 1}]})
                     for n, s in enumerate(residents) for t in range(2 if n < 50 else 1)]
         random.Random(12).shuffle(requests)
         sent = requests + random.Random(13).sample(requests, 40)
-        started = time.monotonic()
-        results = await at_counters(market.service.url, sent)
-        elapsed = time.monotonic() - started
+        with running_service("exchange", market.settings) as second:
+            started = time.monotonic()
+            results = await at_counters([market.service.url, second.url], sent)
+            elapsed = time.monotonic() - started
         # then every repeat got the first answer, and exactly the feasible requests succeeded, up to the stock
         by_key: dict[str, set[str]] = {}
         for key, status, body in results:
@@ -91,7 +97,7 @@ async def test_given_stock_50_when_200_requests_race_at_4_counters_then_exactly_
             sid: p - 10 * sum(1 for k in won if sid_of[k] == sid) for sid, p in balance.items()}
         [events] = await fetch(db, "select count(*) as n from events where type like '%.Redeemed.v1'")
         assert events["n"] == 50
-        print(f"\n240 requests (200 distinct) from {COUNTERS} counters in {elapsed:.2f}s: 50 redeemed, "
+        print(f"\n240 requests (200 distinct) from {COUNTERS} counters, 2 processes, in {elapsed:.2f}s: 50 redeemed, "
               f"{Counter(body.get('error') for s, body in answers.values() if s != 201)}")
 
 
