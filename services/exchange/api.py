@@ -19,7 +19,7 @@ from services.exchange.counter import Counter, Job
 from services.exchange.domain import commands as c
 from services.exchange.domain.member_code import normalise
 from services.exchange.handlers import Decided
-from services.exchange.state import Shelves
+from services.exchange.held import Held
 from shared.auth import CurrentPrincipal, Principal, Role, require_community, require_role
 from shared.commands import fingerprint
 from shared.errors import Rejected
@@ -123,11 +123,13 @@ def now_and_day(request: Request) -> tuple[dt.datetime, dt.date]:
 
 
 async def run(request: Request, principal: Principal, key: str, body: RequestBody, now: dt.datetime,
-              work: Callable[[asyncpg.Connection, Shelves], Awaitable[Decided]]) -> JSONResponse:
+              work: Callable[[asyncpg.Connection, Held], Awaitable[Decided]], *, member_code: str = "",
+              item_ids: tuple[str, ...] = ()) -> JSONResponse:
     """Queue the command for the counter's next transaction; the answer (first one, on repeat) as sent."""
     counter: Counter = request.app.state.counter
     print_ = fingerprint({"path": request.url.path, "body": body.model_dump(mode="json")})
-    job = Job(f"exchange:{key}", print_, work, Recorded(actor=principal.sub, time=now, correlation_id=uuid.uuid4()))
+    job = Job(f"exchange:{key}", print_, work, Recorded(actor=principal.sub, time=now, correlation_id=uuid.uuid4()),
+              member_code, item_ids)
     status, answer = await counter.submit(job)
     return JSONResponse(answer, status_code=status)
 
@@ -149,7 +151,8 @@ async def redeem(body: RedeemRequest, request: Request, principal: CurrentPrinci
                        tuple(c.Line(li.item_id, li.quantity, li.price) for li in body.lines), body.counter,
                        principal.sub, principal.community, now, day)
     return await run(request, principal, idempotency_key, body, now,  # type: ignore[return-value]
-                     lambda conn, held: handlers.redeem(conn, command, held))
+                     lambda conn, held: handlers.redeem(conn, command, held), member_code=command.member_code,
+                     item_ids=tuple(line.item_id for line in command.lines))
 
 
 @router.post("/redemptions/{redemption_id}/return", status_code=201)

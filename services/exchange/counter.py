@@ -23,7 +23,7 @@ import asyncpg
 import orjson
 
 from services.exchange.handlers import Decided
-from services.exchange.state import Shelves
+from services.exchange.held import Held
 from shared.errors import Rejected, conflict, key_reused
 from shared.http import error_body
 from shared.logging import get_logger
@@ -38,8 +38,10 @@ Answer = tuple[int, dict[str, Any]]
 class Job:
     key: str
     fingerprint: str
-    work: Callable[[asyncpg.Connection, Shelves], Awaitable[Decided]]
+    work: Callable[[asyncpg.Connection, Held], Awaitable[Decided]]
     recorded: Recorded
+    member_code: str = ""  # a redemption's shopper and items: locked for the whole batch up front
+    item_ids: tuple[str, ...] = ()
     future: asyncio.Future[Answer] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -106,7 +108,7 @@ class Counter:
         self.batches += 1
         answers: list[Answer | None] = [None] * len(jobs)
         accepted: list[tuple[int, Job, Decided]] = []
-        shelves = Shelves()
+        held = Held()
         async with self.pool.acquire() as conn, conn.transaction():
             claimed = {r["idempotency_key"] for r in await conn.fetch(
                 """insert into command_log (idempotency_key, fingerprint) select * from unnest($1::text[], $2::text[])
@@ -116,6 +118,9 @@ class Counter:
                 stored = {r["idempotency_key"]: r for r in await conn.fetch(
                     "select * from command_log where idempotency_key = any($1)",
                     [j.key for j in jobs if j.key not in claimed])}
+            fresh = [j for j in jobs if j.key in claimed]
+            await held.preload(conn, [j.member_code for j in fresh if j.member_code],
+                               sorted({i for j in fresh for i in j.item_ids}))
             for n, job in enumerate(jobs):
                 if job.key not in claimed:
                     row = stored[job.key]
@@ -126,11 +131,12 @@ class Counter:
                         answers[n] = (row["status"], orjson.loads(row["response"]))
                     continue
                 try:
-                    decided = await job.work(conn, shelves)
+                    decided = await job.work(conn, held)
                 except Rejected as refusal:  # raised before anything was written
                     answers[n] = (refusal.status, error_body(refusal.code, refusal.reason, **refusal.detail))
                     continue
                 accepted.append((n, job, decided))
+            await held.write(conn)
             envelopes = await self.store.append_many(
                 conn, [(d.stream, d.version, d.events, d.key, job.recorded) for _, job, d in accepted]
             ) if accepted else []

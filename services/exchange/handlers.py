@@ -19,6 +19,7 @@ from services.exchange.domain.commands import (
     Redeem,
     ReturnRedemption,
 )
+from services.exchange.held import Held
 from shared.errors import Rejected, require_same_community
 from shared.events import Event
 
@@ -43,35 +44,35 @@ async def _applied(conn: asyncpg.Connection, decided: Decided) -> Decided:
     return decided
 
 
-async def redeem(conn: asyncpg.Connection, command: Redeem, held: state.Shelves) -> Decided:
+async def redeem(conn: asyncpg.Connection, command: Redeem, held: Held) -> Decided:
+    """Decided on what the transaction holds; written with the rest of the batch (``Held.write``)."""
     item_ids = [line.item_id for line in command.lines]
-    shopper = await state.shopper_for_update(conn, command.member_code, item_ids)
+    shopper = await held.shopper(conn, command.member_code, item_ids)
     if shopper is None:
         raise Rejected(f"查无此会员码（{command.member_code}），请核对会员卡", status=404, code="member_not_found")
-    shelves = await held.lock(conn, item_ids)
-    events = _ok(decide.redeem(command, shopper, shelves))
-    ev = events[0]
-    for line in getattr(ev, "lines", ()):
-        held.taken(line.item_id, line.quantity)
-    spent = getattr(ev, "total_points", 0)
-    return await _applied(conn, Decided(f"redemption-{command.redemption_id}", 0, events, shopper.subject_id, {
+    shelves = await held.shelves_for(conn, item_ids)
+    result = decide.redeem(command, shopper, shelves)
+    if isinstance(result, Rejected):
+        raise result
+    [ev] = result
+    held.redeemed(shopper, ev)
+    return Decided(f"redemption-{command.redemption_id}", 0, [ev], shopper.subject_id, {
         "redemption_id": command.redemption_id, "subject_name": shopper.name, "member_code": shopper.member_code,
-        "total_points": spent, "balance_after": shopper.spendable - spent, "pending": shopper.pending,
-        "lines": [line.model_dump() for line in getattr(ev, "lines", ())]}))
+        "total_points": ev.total_points, "balance_after": shopper.spendable - ev.total_points,
+        "pending": shopper.pending, "lines": [line.model_dump() for line in ev.lines]})
 
 
-async def return_redemption(conn: asyncpg.Connection, command: ReturnRedemption, held: state.Shelves) -> Decided:
+async def return_redemption(conn: asyncpg.Connection, command: ReturnRedemption, held: Held) -> Decided:
+    await held.release(conn)
     redemption = await state.redemption_for_update(conn, command.redemption_id)
     events = _ok(decide.return_redemption(command, redemption))
     assert redemption is not None
-    for line in redemption.lines:
-        held.forget(line.item_id)
     return await _applied(conn, Decided(f"redemption-{command.redemption_id}", 1, events, redemption.subject_id, {
         "redemption_id": command.redemption_id, "refunded_points": redemption.total_points}))
 
 
-async def list_item(conn: asyncpg.Connection, command: ListItem, held: state.Shelves) -> Decided:
-    held.forget(command.item_id)
+async def list_item(conn: asyncpg.Connection, command: ListItem, held: Held) -> Decided:
+    await held.release(conn)
     existing = await state.item_for_update(conn, command.item_id)
     events = _ok(decide.list_item(command, existing))
     return await _applied(conn, Decided(f"item-{command.item_id}", 0, events, command.community_id,
@@ -79,8 +80,8 @@ async def list_item(conn: asyncpg.Connection, command: ListItem, held: state.She
 
 
 async def change_item(conn: asyncpg.Connection, command: ChangePrice | ChangeLimits | ReceiveDonation,
-                      acting_in: str, held: state.Shelves) -> Decided:
-    held.forget(command.item_id)
+                      acting_in: str, held: Held) -> Decided:
+    await held.release(conn)
     item = await state.item_for_update(conn, command.item_id)
     if item is not None:
         require_same_community(acting_in, item.community_id)

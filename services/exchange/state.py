@@ -19,35 +19,14 @@ from shared.events.exchange import Limits, RedeemedLine
 _SPENDABLE = "b.awarded + b.corrected - b.redeemed + b.returned"
 
 
-async def shopper_for_update(conn: asyncpg.Connection, code: str, item_ids: Sequence[str]) -> Shopper | None:
-    """The balance row locked, then read with usage and pending after the lock (``exchange_shopper``)."""
-    row = await conn.fetchrow("select * from exchange_shopper($1, $2)", code, list(item_ids))
-    if row is None:
-        return None
-    return Shopper(row["subject_id"], row["community_id"], row["name"], row["member_code"],
-                   tuple(row["categories"]), int(row["spendable"]), int(row["pending"]),
-                   {(i, k): u for i, k, u in _json(row["used"])})
-
-
-class Shelves:
-    """The shelves one transaction has locked: a batch of redemptions reads each item once (its stock
-    row stays locked until commit, so nobody else changes it) and keeps the count as it goes."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, Shelf] = {}
-
-    async def lock(self, conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[str, Shelf]:
-        missing = [i for i in item_ids if i not in self.held]
-        if missing:
-            self.held |= await shelves_for_update(conn, missing)
-        return {i: self.held[i] for i in item_ids if i in self.held}
-
-    def taken(self, item_id: str, units: int) -> None:
-        shelf = self.held[item_id]
-        self.held[item_id] = Shelf(shelf.item, shelf.in_stock - units)
-
-    def forget(self, item_id: str) -> None:
-        self.held.pop(item_id, None)
+async def shoppers_for_update(conn: asyncpg.Connection, codes: Sequence[str], item_ids: Sequence[str]
+                              ) -> dict[str, Shopper]:
+    """By member code: balance rows locked in subject order, then read with usage and pending after the
+    locks (``exchange_shoppers``)."""
+    rows = await conn.fetch("select * from exchange_shoppers($1, $2)", sorted(set(codes)), sorted(set(item_ids)))
+    return {row["member_code"]: Shopper(row["subject_id"], row["community_id"], row["name"], row["member_code"],
+                                        tuple(row["categories"]), int(row["spendable"]), int(row["pending"]),
+                                        {(i, k): u for i, k, u in _json(row["used"])}) for row in rows}
 
 
 async def shelves_for_update(conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[str, Shelf]:

@@ -102,32 +102,28 @@ create table if not exists movements (
 create index if not exists movements_by_month on movements (community_id, month);
 create table if not exists usage (subject_id text not null, item_id text not null, period_key text not null,
     units integer not null, primary key (subject_id, item_id, period_key));
--- A shopper for the counter in one round trip: lock the balance row, then read it, the pending
--- points and the limit usage in fresh snapshots (each statement of a volatile function takes its
--- own under read committed), so what a transaction that held the lock wrote is seen.
-create or replace function exchange_shopper(p_code text, p_items text[])
+-- The shoppers of a batch in one round trip: their balance rows locked in subject order (every
+-- batch locks balances, then stock, each in id order: no deadlock between counters), then read with
+-- pending points and limit usage in fresh snapshots (each statement of a volatile function takes its
+-- own under read committed), so what a transaction that held a lock wrote is seen.
+create or replace function exchange_shoppers(p_codes text[], p_items text[])
 returns table (subject_id text, community_id text, name text, member_code text, categories text[],
                spendable bigint, pending bigint, used jsonb)
 language plpgsql volatile as $$
 #variable_conflict use_column
-declare s text;
 begin
-    select m.subject_id into s from members m where m.member_code = p_code;
-    if s is null then return; end if;
-    perform 1 from balances b where b.subject_id = s for update;
-    if not found then
-        insert into balances (subject_id, community_id)
-        select m.subject_id, m.community_id from members m where m.subject_id = s on conflict do nothing;
-        perform 1 from balances b where b.subject_id = s for update;
-    end if;
+    insert into balances (subject_id, community_id)
+    select m.subject_id, m.community_id from members m where m.member_code = any(p_codes) on conflict do nothing;
+    perform 1 from balances b join members m on m.subject_id = b.subject_id
+     where m.member_code = any(p_codes) order by b.subject_id for update of b;
     return query
     select m.subject_id, m.community_id, m.name, m.member_code, m.categories,
-           (select b.awarded + b.corrected - b.redeemed + b.returned from balances b where b.subject_id = s),
+           (select b.awarded + b.corrected - b.redeemed + b.returned from balances b where b.subject_id = m.subject_id),
            (select coalesce(sum(p.points), 0)::bigint from points_items p
-             where p.subject_id = s and p.state = 'submitted'),
+             where p.subject_id = m.subject_id and p.state = 'submitted'),
            (select coalesce(jsonb_agg(jsonb_build_array(u.item_id, u.period_key, u.units)), '[]'::jsonb)
-              from usage u where u.subject_id = s and u.item_id = any(p_items))
-      from members m where m.subject_id = s;
+              from usage u where u.subject_id = m.subject_id and u.item_id = any(p_items))
+      from members m where m.member_code = any(p_codes);
 end $$;
 """
 
@@ -142,6 +138,11 @@ async def apply(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
         handler = _HANDLERS.get(type(ev))
         if handler is not None:
             await handler(conn, ev)
+
+
+async def apply_redeemed(conn: asyncpg.Connection, events: Sequence[Redeemed]) -> None:
+    """Many redemptions in one pipelined round trip (the counter's batch)."""
+    await conn.executemany(_REDEEMED, [_redeemed_args(ev) for ev in events])
 
 
 # ---- roster and pending points (declarations topic) -----------------------------------------
@@ -260,12 +261,12 @@ def _lines_json(ev: Redeemed | RedemptionReturned) -> str:
 
 
 async def _redeemed(conn: asyncpg.Connection, ev: Redeemed) -> None:
-    await conn.execute(_MOVED.format(first="""insert into redemptions (redemption_id, community_id, subject_id,
-            subject_name, member_code, lines, total_points, month, counter, clerk, redeemed_at)
-        values ($1, $2, $3, $8, $9, $4::jsonb, $5, $6, $10, $11, $12) on conflict do nothing returning 1""",
-                                        kind="redeemed", sign=1),
-                       ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points, ev.month,
-                       "redeemed", ev.subject_name, ev.member_code, ev.counter, ev.clerk, ev.redeemed_at)
+    await conn.execute(_REDEEMED, *_redeemed_args(ev))
+
+
+def _redeemed_args(ev: Redeemed) -> tuple[Any, ...]:
+    return (ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points, ev.month,
+            "redeemed", ev.subject_name, ev.member_code, ev.counter, ev.clerk, ev.redeemed_at)
 
 
 async def _returned(conn: asyncpg.Connection, ev: RedemptionReturned) -> None:
@@ -297,6 +298,11 @@ select $1, $7, l.line, $2, $6, $3, l.item_id, l.item_name, {sign} * l.quantity, 
 on conflict do nothing
 """
 
+
+_REDEEMED = _MOVED.format(first="""insert into redemptions (redemption_id, community_id, subject_id, subject_name,
+        member_code, lines, total_points, month, counter, clerk, redeemed_at)
+    values ($1, $2, $3, $8, $9, $4::jsonb, $5, $6, $10, $11, $12) on conflict do nothing returning 1""",
+                          kind="redeemed", sign=1)
 
 _HANDLERS: dict[type[Event], Callable[[asyncpg.Connection, Any], Awaitable[None]]] = {
     SubjectRegistered: _subject, SubjectCategoriesChanged: _categories, SubjectMovedOut: _moved_out,

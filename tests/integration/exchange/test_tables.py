@@ -44,12 +44,12 @@ async def test_given_events_applied_twice_then_the_tables_match_the_fold(pool: a
         shelves = await state.shelves_for_update(conn, ["rice", "oil"])
         assert {k: v.in_stock for k, v in shelves.items()} == {"rice": 7, "oil": 3}
         assert shelves["rice"].item.price_at(T0) == 4
-        who = await state.shopper_for_update(conn, "HZ-X", ["rice", "oil"])
+        who = (await state.shoppers_for_update(conn, ["HZ-X"], ["rice", "oil"])).get("HZ-X")
         assert who is not None and who.spendable == 100 - 3 * 3 - 5 and who.used == {("rice", "2026-12"): 3,
                                                                                     ("oil", "2026-12"): 1}
         for _ in range(2):
             await tables.apply(conn, returned)
-        who = await state.shopper_for_update(conn, "HZ-X", ["rice"])
+        who = (await state.shoppers_for_update(conn, ["HZ-X"], ["rice"])).get("HZ-X")
         assert who is not None and who.spendable == 100 and who.used == {("rice", "2026-12"): 0}
         r = await state.redemption_for_update(conn, "r1")
         assert r is not None and r.returned and isinstance(r.lines[0], RedeemedLine)
