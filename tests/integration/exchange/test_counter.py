@@ -84,3 +84,8 @@ async def test_given_certified_and_pending_points_then_the_counter_redeems_retur
         assert (await counts(market.settings.database_url))[1] == 3
         stats = clerk.get(f"/statistics/{COMMUNITY}/{first.json()['lines'][0]['period_key']}").json()
         assert (stats["items_exchanged"], stats["points_spent"], stats["returns"]) == (0, 0, 1)
+        assert (stats["residents"], stats["top_items"][0]["name"]) == (1, "大米")
+        # and the donor report names the donor, the goods and the quantity
+        donors = clerk.get(f"/donors/{COMMUNITY}/{first.json()['lines'][0]['period_key']}").json()
+        assert [(d["donor"], d["item_name"], d["quantity"]) for d in donors["donors"]] == [("贵州爱心企业", "大米", 3)]
+        assert donors["community_name"] == "安置社区"
