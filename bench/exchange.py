@@ -10,7 +10,7 @@ on loopback with wrk:
   3. waits until every Redeemed event is a record on the exchange topic.
 Prints redemptions/s (HTTP and end to end to Kafka), p50/p99 latency, the ratio to the no-op rate.
 
-Usage: .venv/bin/python bench/exchange.py [--redemptions 20000] [--seconds 30] [--connections 32]
+Usage: .venv/bin/python bench/exchange.py [--redemptions 20000] [--seconds 30] [--connections 32] [--workers 1]
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ async def run(args: argparse.Namespace, stack: StackHandle, tmp: Path) -> int:
     log = tmp / "service.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "services.exchange.app:build", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
+         "--port", str(port), "--workers", str(args.workers), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
         cwd=REPO_ROOT, env=settings_env(settings, BENCH_NOOP="1", HTTP_PORT=str(port)),
         stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -246,6 +246,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--residents", type=int, default=2000)
     parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (counters share the database)")
     args = parser.parse_args()
     load_catalogue()
     os.environ.setdefault("TOKEN_SECRET", "bench-" + uuid.uuid4().hex * 2)
