@@ -74,7 +74,10 @@ function request()
 end
 function response(status, headers, body)
   answered = answered + 1
-  if status >= 300 then failed = failed + 1; if first == "" then first = status .. " " .. string.sub(body, 1, 200) end end
+  if status >= 300 then
+    failed = failed + 1
+    if first == "" then first = status .. " " .. string.sub(body, 1, 200) end
+  end
   if answered == limit then io.write("WRK_LIMIT\n"); io.flush(); wrk.thread:stop() end
 end
 function done(summary, latency, requests)
@@ -149,6 +152,30 @@ async def exchange_records(settings: Settings) -> int:
         await consumer.stop()
 
 
+def start_service(settings: Settings, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The exchange service as uvicorn runs it in production (uvloop, httptools, no access log)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "services.exchange.app:build", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+         "--log-level", "warning", "--no-access-log"],
+        cwd=REPO_ROOT, env=settings_env(settings, BENCH_NOOP="1", HTTP_PORT=str(port)),
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_ready("exchange", url, proc, log, 90)
+    return proc, url
+
+
+def stock_the_shelf(url: str, clerk: str, ns: str) -> None:
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {clerk}"}, timeout=30) as http:
+        for path, body in (("/catalogue/items", {"item_id": "rice", "community_id": COMMUNITY, "name": "大米",
+                                                 "unit": "袋", "price": PRICE}),
+                           ("/donations", {"item_id": "rice", "donor": "压测爱心企业", "quantity": 100_000,
+                                           "received_on": dt.date.today().isoformat()})):
+            r = http.post(path, json=body, headers={"idempotency-key": f"seed-{path}-{ns}"})
+            assert r.status_code == 201, r.text
+
+
 async def run(args: argparse.Namespace, stack: StackHandle, tmp: Path) -> int:
     ns = f"bench{uuid.uuid4().hex[:6]}"
     settings = Settings(database_url=create_database(stack.dsn, ns), kafka_bootstrap_servers=stack.bootstrap,
@@ -159,22 +186,15 @@ async def run(args: argparse.Namespace, stack: StackHandle, tmp: Path) -> int:
         CommunityRegistered(community_id=COMMUNITY, name="压测社区")])] + [(f"subject-{s}", s, [SubjectRegistered(
             subject_id=s, community_id=COMMUNITY, kind="person", name=f"居民{s}", categories=("resident",),
             registered_on=dt.date(2025, 1, 1))]) for s in ids])
-    awards = [PointsAwarded(item_id=f"i-{s}", community_id=COMMUNITY, month="2026-11", subject_id=s, category="resident",
-                            dimension="community_building", rule_code="CB01", points=POINTS) for s in ids]
+    awards = [PointsAwarded(item_id=f"i-{s}", community_id=COMMUNITY, month="2026-11", subject_id=s,
+                            category="resident", dimension="community_building", rule_code="CB01", points=POINTS)
+              for s in ids]
     await feed(settings, stack.dsn, "review", [(f"community-{COMMUNITY}", COMMUNITY, [*awards, MonthCertified(
         community_id=COMMUNITY, month="2026-11", count=len(awards), total=POINTS * len(awards),
         digest=certification_digest(awards), signed_by=("a", "b"), certified_at=dt.datetime.now(dt.UTC))])])
 
-    port = free_port()
-    log = tmp / "service.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "services.exchange.app:build", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(args.workers), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
-        cwd=REPO_ROOT, env=settings_env(settings, BENCH_NOOP="1", HTTP_PORT=str(port)),
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_service(settings, args.workers, tmp / "service.log")
     try:
-        wait_until_ready("exchange", url, proc, log, 90)
         clerk = issue_token(Principal(sub="bench-clerk", role=Role.clerk, community=COMMUNITY, name="压测收银员"))
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         try:
@@ -183,13 +203,7 @@ async def run(args: argparse.Namespace, stack: StackHandle, tmp: Path) -> int:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the residents' certified points never reached the exchange service")
                 await asyncio.sleep(0.2)
-            with httpx.Client(base_url=url, headers={"authorization": f"Bearer {clerk}"}, timeout=30) as http:
-                for path, body in (("/catalogue/items", {"item_id": "rice", "community_id": COMMUNITY, "name": "大米",
-                                                         "unit": "袋", "price": PRICE}),
-                                   ("/donations", {"item_id": "rice", "donor": "压测爱心企业", "quantity": 100_000,
-                                                   "received_on": dt.date.today().isoformat()})):
-                    r = http.post(path, json=body, headers={"idempotency-key": f"seed-{path}-{ns}"})
-                    assert r.status_code == 201, r.text
+            stock_the_shelf(url, clerk, ns)
             codes = [member_code(s) for s in ids]
             common = dict(url=url, token=clerk, codes=codes, connections=args.connections, tmp=tmp)
             await drive(path="/bench/noop", count=2000, seconds=10, run_id="warm", **common)  # type: ignore[arg-type]
@@ -214,7 +228,8 @@ async def run(args: argparse.Namespace, stack: StackHandle, tmp: Path) -> int:
             landed = time.perf_counter()
             on_kafka = await exchange_records(settings) - before_kafka
             spent = meter.spent()
-            negative = await pool.fetchval("select count(*) from balances where awarded + corrected - redeemed + returned < 0")
+            negative = await pool.fetchval(
+                "select count(*) from balances where awarded + corrected - redeemed + returned < 0")
             oversold = await pool.fetchval("select count(*) from stock where received - redeemed + returned < 0")
         finally:
             await pool.close()
@@ -230,7 +245,8 @@ async def run(args: argparse.Namespace, stack: StackHandle, tmp: Path) -> int:
     print(f"ratio to no-op (HTTP)           = {load.rate / noop.rate:.2f}")
     print(f"CPU ms per request: no-op {cpu_line(noop_cpu, max(1, noop.completed))}")
     print(f"                    redemption {cpu_line(spent, max(1, on_kafka))}")
-    problems = [p for p in (f"{accepted - on_kafka} accepted redemptions are not on Kafka" if on_kafka != accepted else "",
+    lost = accepted - on_kafka
+    problems = [p for p in (f"{lost} accepted redemptions are not on Kafka" if lost else "",
                             f"{load.failed} redemptions refused" if load.failed else "",
                             f"{negative} negative balances" if negative else "",
                             f"{oversold} oversold items" if oversold else "") if p]
