@@ -206,7 +206,9 @@ async def receive_donation(body: DonationRequest, request: Request, principal: C
                            idempotency_key: IdempotencyKey) -> dict[str, Any]:
     """登记捐赠入库：捐赠方、商品、数量、日期。"""
     require_role(principal, *KEEPERS)
-    now, _ = now_and_day(request)
+    now, today = now_and_day(request)
+    if body.received_on > today:
+        raise Rejected(f"捐赠入库日期（{body.received_on}）不能晚于今天", code="date_in_future")
     command = c.ReceiveDonation(body.item_id, str(uuid.uuid4()), body.donor, body.quantity, body.received_on)
     return await run(request, principal, idempotency_key, body, now,  # type: ignore[return-value]
                      lambda conn, held: handlers.change_item(conn, command, principal.community, held))

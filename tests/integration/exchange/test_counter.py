@@ -70,6 +70,16 @@ async def test_given_certified_and_pending_points_then_the_counter_redeems_retur
         refused("/redemptions/nope/return", {"reason": "质量问题"}, 404, "redemption_not_found")
         refused(f"/redemptions/{rid}/return", {"reason": "质量问题"}, 403, "forbidden_community",
                 client=market.clerk("c-02", "clerk-9"))
+        refused("/donations", {"item_id": "rice", "donor": "某企业", "quantity": 5, "received_on": "2049-01-01"},
+                422, "date_in_future")
+        refused("/donations", {"item_id": "soap", "donor": "某企业", "quantity": 5, "received_on": "2026-01-01"},
+                404, "item_not_found")
+        refused("/catalogue/items/rice/price", {"price": 5, "effective_from": "2026-01-01T00:00:00+08:00"},
+                422, "effective_in_past")
+        refused("/catalogue/items", {"item_id": "rice", "community_id": COMMUNITY, "name": "又一个大米", "price": 3},
+                409, "item_exists")
+        refused("/catalogue/items", {"item_id": "tea", "community_id": "c-02", "name": "茶叶", "price": 3},
+                403, "forbidden_community")
         reused = clerk.post("/redemptions", headers={"idempotency-key": "k-redeem-1"},
                             json={"member_code": code(a.subject_id), "lines": [line]})
         assert (reused.status_code, reused.json()["error"]) == (409, "idempotency_key_reused")
