@@ -149,7 +149,7 @@ async def redeem(body: RedeemRequest, request: Request, principal: CurrentPrinci
     now, day = now_and_day(request)
     command = c.Redeem(str(uuid.uuid4()), member_code_of(body.member_code),
                        tuple(c.Line(li.item_id, li.quantity, li.price) for li in body.lines), body.counter,
-                       principal.sub, principal.community, now, day)
+                       principal.sub, principal.community, now, day, principal.name)
     return await run(request, principal, idempotency_key, body, now,  # type: ignore[return-value]
                      lambda conn, held: handlers.redeem(conn, command, held), member_code=command.member_code,
                      item_ids=tuple(line.item_id for line in command.lines))

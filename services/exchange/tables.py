@@ -92,6 +92,7 @@ create table if not exists redemptions (
     redemption_id text primary key, community_id text not null, subject_id text not null,
     subject_name text not null, member_code text not null, lines jsonb not null, total_points integer not null,
     month text not null, counter text not null, clerk text not null, redeemed_at timestamptz not null,
+    clerk_name text not null default '',
     returned_at timestamptz, return_month text, return_reason text);
 create index if not exists redemptions_by_month on redemptions (community_id, month);
 -- one row per basket line redeemed (+) or returned (-), in the month it happened: statistics
@@ -266,7 +267,7 @@ async def _redeemed(conn: asyncpg.Connection, ev: Redeemed) -> None:
 
 def _redeemed_args(ev: Redeemed) -> tuple[Any, ...]:
     return (ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points, ev.month,
-            "redeemed", ev.subject_name, ev.member_code, ev.counter, ev.clerk, ev.redeemed_at)
+            "redeemed", ev.subject_name, ev.member_code, ev.counter, ev.clerk, ev.redeemed_at, ev.clerk_name)
 
 
 async def _returned(conn: asyncpg.Connection, ev: RedemptionReturned) -> None:
@@ -300,8 +301,8 @@ on conflict do nothing
 
 
 _REDEEMED = _MOVED.format(first="""insert into redemptions (redemption_id, community_id, subject_id, subject_name,
-        member_code, lines, total_points, month, counter, clerk, redeemed_at)
-    values ($1, $2, $3, $8, $9, $4::jsonb, $5, $6, $10, $11, $12) on conflict do nothing returning 1""",
+        member_code, lines, total_points, month, counter, clerk, redeemed_at, clerk_name)
+    values ($1, $2, $3, $8, $9, $4::jsonb, $5, $6, $10, $11, $12, $13) on conflict do nothing returning 1""",
                           kind="redeemed", sign=1)
 
 _HANDLERS: dict[type[Event], Callable[[asyncpg.Connection, Any], Awaitable[None]]] = {

@@ -66,7 +66,7 @@ async def receipt(conn: asyncpg.Connection, redemption_id: str) -> dict[str, Any
     return {"redemption_id": row["redemption_id"], "community_id": row["community_id"],
             "community_name": await community_name(conn, row["community_id"]), "subject_name": row["subject_name"],
             "member_code": row["member_code"], "lines": lines, "total_points": row["total_points"],
-            "month": row["month"], "counter": row["counter"], "clerk": row["clerk"],
+            "month": row["month"], "counter": row["counter"], "clerk_name": row["clerk_name"],
             "redeemed_at": row["redeemed_at"], "returned_at": row["returned_at"],
             "return_reason": row["return_reason"], "status": "returned" if row["returned_at"] else "redeemed"}
 

@@ -115,6 +115,7 @@ class Redeemed(ExchangeEvent):
     counter: str
     clerk: str
     redeemed_at: dt.datetime
+    clerk_name: str = ""  # for the receipt
 
 
 @event

@@ -64,6 +64,7 @@ class Redeem:
     clerk_community: str  # "*" for a county role
     at: dt.datetime
     day: dt.date  # ``at`` in the county calendar
+    clerk_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ def redeem(command: Redeem, shopper: Shopper, shelves: Mapping[str, Shelf]) -> l
     return [Redeemed(redemption_id=command.redemption_id, community_id=shopper.community_id,
                      subject_id=shopper.subject_id, subject_name=shopper.name, member_code=shopper.member_code,
                      lines=tuple(lines), total_points=total, month=command.day.strftime("%Y-%m"),
-                     counter=command.counter, clerk=command.clerk, redeemed_at=command.at)]
+                     counter=command.counter, clerk=command.clerk, redeemed_at=command.at,
+                     clerk_name=command.clerk_name)]
 
 
 def _line_refusal(command: Redeem, shopper: Shopper, shelf: Shelf, seen_price: int | None,

@@ -65,6 +65,7 @@ async def test_a_clerk_redeems_at_the_counter_and_prints_the_receipt(stack: tupl
                 await page.click("#receipt-link")
                 await expect(page.locator("#total")).to_have_text("23")
                 await expect(page.locator("#receipt")).to_contain_text("徐科品")
+                await expect(page.locator("#receipt")).to_contain_text("收银员：李收银")
                 await expect(page.locator("#status")).to_have_text("已兑换")
                 await page.screenshot(path=str(SCREENSHOTS / "exchange-receipt.png"), full_page=True)
                 await page.emulate_media(media="print")
