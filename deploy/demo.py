@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from deploy import demo_ranking
+from deploy import demo_exchange, demo_ranking
 from shared.auth import Principal, Role, issue_token
 from shared.settings import get_settings
 
@@ -272,6 +272,7 @@ def main() -> None:
     print(f"  public notice        {REVIEW_URL}/notice/{COMMUNITY}/{demo.last}")
     print(f"  all demo tokens      {tokens}")
     demo_ranking.run(demo, COMMUNITY)
+    demo_exchange.run(COMMUNITY, token, demo.last)  # the Love Supermarket (deploy/demo_exchange.py)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ DECLARATIONS = Topic("declarations", "subject id (roster and points items); rule
 REVIEW = Topic("review", "community id: one ordered stream per community",
                "Verification, monthly certification, public notice, objections, corrections.")
 RANKING = Topic("ranking", "community id", "Rankings, consequences, talks, role models.")
-EXCHANGE = Topic("exchange", "subject id", "Love Supermarket stock, balances, redemptions.")
+EXCHANGE = Topic("exchange", "subject id (redemptions); community id (catalogue, donations)",
+                 "Love Supermarket stock, balances, redemptions.")
 DEAD_LETTER = Topic("deadletter", "original key", "Records a consumer could not decode or apply, with the reason.")
 
 ALL = (DECLARATIONS, REVIEW, RANKING, EXCHANGE, DEAD_LETTER)

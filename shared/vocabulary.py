@@ -102,6 +102,10 @@ ROLES: Mapping[str, str] = MappingProxyType({
     "county_admin": "县级管理员",
     "site": "社区站点",
 })
+# The Love Supermarket (爱心超市): limit periods and what became of a redemption.
+LIMIT_PERIODS: Mapping[str, str] = MappingProxyType({"month": "每月", "quarter": "每季度", "year": "每年"})
+REDEMPTION_STATUSES: Mapping[str, str] = MappingProxyType({"redeemed": "已兑换", "returned": "已退货"})
+
 # Named role sets (one name, one meaning).
 ENTRY_STAFF = ("recorder", "supervisor")  # enter oral items, deductions, attendance (domain: deductions)
 ROSTER_KEEPERS = ("recorder", "supervisor", "county_admin")
@@ -121,7 +125,9 @@ def roles_text(roles: tuple[str, ...] | list[str]) -> str:
 def as_json() -> dict[str, Any]:
     """Everything above, for pages (``GET /vocabulary``)."""
     return {"categories": dict(CATEGORIES), "dimensions": dict(DIMENSIONS), "item_statuses": dict(ITEM_STATUSES),
-            "subject_statuses": dict(SUBJECT_STATUSES), "channels": dict(CHANNELS), "roles": dict(ROLES)}
+            "subject_statuses": dict(SUBJECT_STATUSES), "channels": dict(CHANNELS), "roles": dict(ROLES),
+            "limit_periods": dict(LIMIT_PERIODS), "redemption_statuses": dict(REDEMPTION_STATUSES)}
+
 
 # ---- ranking (排名) ----------------------------------------------------------------------------
 PERIOD_KINDS: Mapping[str, str] = MappingProxyType({"month": "月度", "quarter": "季度", "year": "年度"})

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
-from shared.service import create_app
+from services.exchange import api, pages
+from services.exchange.counter import Counter
+from services.exchange.projection import ExchangeProjection
+from shared.service import Runtime, create_app
 from shared.settings import Settings
 
 
 def build(settings: Settings | None = None) -> FastAPI:
-    return create_app("exchange", settings=settings)
+    app = create_app("exchange", routers=[api.router, pages.router], projection_list=[ExchangeProjection()],
+                     settings=settings, title="爱心超市服务 exchange")
+    shared_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: FastAPI) -> AsyncIterator[None]:
+        async with shared_lifespan(a):
+            rt: Runtime = a.state.runtime
+            a.state.counter = Counter(rt.pool, rt.store)
+            try:
+                yield
+            finally:
+                await a.state.counter.stop()
+
+    app.router.lifespan_context = lifespan
+    return app
