@@ -126,6 +126,28 @@ begin
               from usage u where u.subject_id = m.subject_id and u.item_id = any(p_items))
       from members m where m.member_code = any(p_codes);
 end $$;
+-- Items with their whole price and limit schedules (each in time order).
+create or replace function exchange_items(p_items text[])
+returns table (item_id text, community_id text, name text, unit text, prices jsonb, limits jsonb)
+language sql stable as $$
+    select c.item_id, c.community_id, c.name, c.unit,
+           (select jsonb_agg(jsonb_build_array(p.effective_from, p.price) order by p.effective_from)
+              from item_prices p where p.item_id = c.item_id),
+           (select jsonb_agg(jsonb_build_array(l.effective_from, l.limits) order by l.effective_from)
+              from item_limits l where l.item_id = c.item_id)
+      from catalogue_items c where c.item_id = any(p_items)
+$$;
+-- The shelves of a batch in one round trip: stock rows locked in item order, then read with the
+-- items' terms in a fresh snapshot (a price change that held the lock has committed by then).
+create or replace function exchange_shelves(p_items text[])
+returns table (item_id text, community_id text, name text, unit text, prices jsonb, limits jsonb, in_stock bigint)
+language plpgsql volatile as $$
+#variable_conflict use_column
+begin
+    perform 1 from stock s where s.item_id = any(p_items) order by s.item_id for update;
+    return query
+    select i.*, s.received - s.redeemed + s.returned from exchange_items(p_items) i join stock s using (item_id);
+end $$;
 """
 
 _ADD_BALANCE = """insert into balances (subject_id, community_id, {col}) values ($1, $2, $3)
