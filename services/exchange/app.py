@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.exchange import api, pages
+from services.exchange import api, counter, pages
 from services.exchange.counter import Counter
 from services.exchange.projection import ExchangeProjection
 from shared.service import Runtime, create_app
@@ -19,7 +19,7 @@ READ_MODELS = (ExchangeProjection,)
 
 def build(settings: Settings | None = None) -> FastAPI:
     app = create_app("exchange", routers=[api.router, pages.router], projection_list=[p() for p in READ_MODELS],
-                     settings=settings, title="爱心超市服务 exchange")
+                     schema=counter.SCHEMA, settings=settings, title="爱心超市服务 exchange")
     shared_lifespan = app.router.lifespan_context
 
     @contextlib.asynccontextmanager

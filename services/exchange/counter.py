@@ -9,6 +9,11 @@ reused with other content is refused and nothing is stored. The events of all ac
 are appended together at the end. A deadlock or serialization failure (another process locked
 in another order) decides the whole batch again; any other failure runs the batch one command at
 a time so only the culprit fails.
+
+The worker is every request's critical path and each round trip waits behind whatever else the
+event loop is doing (parsing requests, the relay, the projection), so a batch costs few of them:
+begin, open (claims, stored answers, shoppers and shelves: ``exchange_counter_open``), the write,
+the append (log head, insert), the answers, commit.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from services.exchange import state
 from services.exchange.handlers import Decided
 from services.exchange.held import Held
 from shared.errors import Rejected, conflict, key_reused
@@ -30,6 +36,29 @@ from shared.logging import get_logger
 from shared.store import ConcurrencyError, EventStore, Recorded
 
 log = get_logger("exchange.counter")
+
+# A batch opens in one round trip: claim the keys (a key another transaction holds waits for its
+# commit, then reads as stored), read the answers stored under the others, then lock and read the
+# shoppers of the claimed requests and the shelves (tables.py: balances, then stock, each in id order).
+SCHEMA = """
+create or replace function exchange_counter_open(p_keys text[], p_prints text[], p_codes text[], p_items text[])
+returns table (kind text, body jsonb) language plpgsql volatile as $$
+declare
+    v_claimed text[];
+begin
+    with claimed as (insert into command_log (idempotency_key, fingerprint) select * from unnest(p_keys, p_prints)
+                     on conflict (idempotency_key) do nothing returning idempotency_key)
+    select coalesce(array_agg(idempotency_key), '{}') into v_claimed from claimed;
+    return query select 'claimed', to_jsonb(k) from unnest(v_claimed) k;
+    return query select 'stored', jsonb_build_object('key', c.idempotency_key, 'fingerprint', c.fingerprint,
+                                                     'status', c.status, 'response', c.response)
+                   from command_log c where c.idempotency_key = any(p_keys) and c.idempotency_key <> all(v_claimed);
+    return query select 'shopper', to_jsonb(s) from exchange_shoppers(array(
+                   select distinct u.code from unnest(p_keys, p_codes) u(key, code)
+                    where u.key = any(v_claimed) and u.code <> '' order by u.code), p_items) s;
+    return query select 'shelf', to_jsonb(s) from exchange_shelves(p_items) s;
+end $$;
+"""
 ATTEMPTS = 4
 Answer = tuple[int, dict[str, Any]]
 
@@ -50,6 +79,7 @@ class Counter:
         self.pool, self.store, self.max_batch = pool, store, max_batch
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.conn: asyncpg.Connection | None = None
         self.batches = self.retries = 0
 
     async def submit(self, job: Job) -> Answer:
@@ -63,6 +93,19 @@ class Counter:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        if self.conn is not None:
+            await self.pool.release(self.conn)
+            self.conn = None
+
+    async def _connection(self) -> asyncpg.Connection:
+        """The worker's own connection, kept between batches: giving it back to the pool costs a
+        round trip (the pool resets it), and the worker is every batch's critical path."""
+        if self.conn is not None and self.conn.is_closed():
+            await self.pool.release(self.conn)
+            self.conn = None
+        if self.conn is None:
+            self.conn = await self.pool.acquire()
+        return self.conn
 
     async def _worker(self) -> None:
         while True:
@@ -108,19 +151,24 @@ class Counter:
         self.batches += 1
         answers: list[Answer | None] = [None] * len(jobs)
         accepted: list[tuple[int, Job, Decided]] = []
-        held = Held()
-        async with self.pool.acquire() as conn, conn.transaction():
-            claimed = {r["idempotency_key"] for r in await conn.fetch(
-                """insert into command_log (idempotency_key, fingerprint) select * from unnest($1::text[], $2::text[])
-                   on conflict (idempotency_key) do nothing returning idempotency_key""",
-                [j.key for j in jobs], [j.fingerprint for j in jobs])}
-            if len(claimed) < len(jobs):
-                stored = {r["idempotency_key"]: r for r in await conn.fetch(
-                    "select * from command_log where idempotency_key = any($1)",
-                    [j.key for j in jobs if j.key not in claimed])}
-            fresh = [j for j in jobs if j.key in claimed]
-            await held.preload(conn, [j.member_code for j in fresh if j.member_code],
-                               sorted({i for j in fresh for i in j.item_ids}))
+        conn = await self._connection()
+        async with conn.transaction():
+            opened = await conn.fetch("select kind, body from exchange_counter_open($1, $2, $3, $4)",
+                                      [j.key for j in jobs], [j.fingerprint for j in jobs],
+                                      [j.member_code for j in jobs], sorted({i for j in jobs for i in j.item_ids}))
+            claimed: set[str] = set()
+            stored: dict[str, dict[str, Any]] = {}
+            held = Held()
+            for kind, body in opened:
+                row = orjson.loads(body)
+                if kind == "claimed":
+                    claimed.add(row)
+                elif kind == "stored":
+                    stored[row["key"]] = row
+                elif kind == "shopper":
+                    held.shoppers[row["member_code"]] = state.shopper(row)
+                else:
+                    held.shelves[row["item_id"]] = state.shelf(row)
             for n, job in enumerate(jobs):
                 if job.key not in claimed:
                     row = stored[job.key]
@@ -128,7 +176,7 @@ class Counter:
                         refusal = key_reused()
                         answers[n] = (refusal.status, error_body(refusal.code, refusal.reason))
                     else:
-                        answers[n] = (row["status"], orjson.loads(row["response"]))
+                        answers[n] = (row["status"], row["response"])
                     continue
                 try:
                     decided = await job.work(conn, held)
@@ -142,8 +190,12 @@ class Counter:
             ) if accepted else []
             for (n, _, decided), batch in zip(accepted, envelopes, strict=True):
                 answers[n] = (201, decided.answer | {"event_ids": [str(e.id) for e in batch]})
-            done = [(job.key, answer[0], orjson.dumps(answer[1]).decode())
-                    for job, answer in zip(jobs, answers, strict=True) if answer is not None and job.key in claimed]
-            await conn.executemany("""update command_log set status = $2, response = $3::jsonb
-                                      where idempotency_key = $1""", done)
+            done = [(job, answer) for job, answer in zip(jobs, answers, strict=True)
+                    if answer is not None and job.key in claimed]
+            if done:
+                await conn.execute("""update command_log c set status = u.status, response = u.response::jsonb
+                                      from unnest($1::text[], $2::int[], $3::text[]) as u(key, status, response)
+                                      where c.idempotency_key = u.key""",
+                                   [job.key for job, _ in done], [status for _, (status, _) in done],
+                                   [orjson.dumps(body).decode() for _, (_, body) in done])
         return [a for a in answers if a is not None]

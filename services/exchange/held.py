@@ -1,7 +1,8 @@
 """What one counter transaction holds: the shoppers and shelves it has locked, kept up to date as
 its redemptions are decided (the rows stay locked until commit, so nobody else changes them), and
-the redemptions it has yet to write. A batch of redemptions therefore costs a handful of
-statements, whatever its size: lock and read the shoppers, lock and read the shelves, write.
+the redemptions it has yet to write. A batch of redemptions therefore costs two statements of
+its own, whatever its size: the counter's opening one (claims; shoppers, then shelves, locked and
+read) and the write.
 
 Any other command (a return, a listing, a donation) first writes what is pending and forgets what
 it may change, then works on the tables directly.
@@ -20,17 +21,11 @@ from shared.events.exchange import Redeemed
 
 
 class Held:
-    def __init__(self) -> None:
-        self.shoppers: dict[str, Shopper] = {}  # by member code
-        self.shelves: dict[str, Shelf] = {}
+    def __init__(self, shoppers: dict[str, Shopper] | None = None, shelves: dict[str, Shelf] | None = None) -> None:
+        """``shoppers`` (by member code) and ``shelves``: what the transaction has already locked."""
+        self.shoppers: dict[str, Shopper] = shoppers or {}
+        self.shelves: dict[str, Shelf] = shelves or {}
         self.unwritten: list[Redeemed] = []
-
-    async def preload(self, conn: asyncpg.Connection, codes: Sequence[str], item_ids: Sequence[str]) -> None:
-        """Lock the batch's shoppers, then its shelves: always in this order, each in id order."""
-        if codes:
-            self.shoppers |= await state.shoppers_for_update(conn, codes, item_ids)
-        if item_ids:
-            await self.shelves_for(conn, item_ids)
 
     async def shopper(self, conn: asyncpg.Connection, code: str, item_ids: Sequence[str]) -> Shopper | None:
         found = self.shoppers.get(code)

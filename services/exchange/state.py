@@ -7,8 +7,8 @@ item id order. Two counters serving one shopper or one item therefore queue, nev
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
@@ -24,35 +24,41 @@ async def shoppers_for_update(conn: asyncpg.Connection, codes: Sequence[str], it
     """By member code: balance rows locked in subject order, then read with usage and pending after the
     locks (``exchange_shoppers``)."""
     rows = await conn.fetch("select * from exchange_shoppers($1, $2)", sorted(set(codes)), sorted(set(item_ids)))
-    return {row["member_code"]: Shopper(row["subject_id"], row["community_id"], row["name"], row["member_code"],
-                                        tuple(row["categories"]), int(row["spendable"]), int(row["pending"]),
-                                        {(i, k): u for i, k, u in _json(row["used"])}) for row in rows}
+    return {row["member_code"]: shopper(row) for row in rows}
 
 
 async def shelves_for_update(conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[str, Shelf]:
-    """Stock rows locked in item id order, then the items' terms in a fresh snapshot (a price change
-    that held the lock has committed by then)."""
-    ids = sorted(set(item_ids))
-    stock = await conn.fetch("""select item_id, received - redeemed + returned as in_stock from stock
-                                where item_id = any($1) order by item_id for update""", ids)
-    items = await items_by_id(conn, [r["item_id"] for r in stock])
-    return {r["item_id"]: Shelf(items[r["item_id"]], r["in_stock"]) for r in stock if r["item_id"] in items}
+    """Stock rows locked in item id order, then the items' terms in a fresh snapshot (``exchange_shelves``)."""
+    rows = await conn.fetch("select * from exchange_shelves($1)", sorted(set(item_ids)))
+    return {row["item_id"]: shelf(row) for row in rows}
 
 
 async def items_by_id(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, Item]:
     """Items with their whole price and limit schedules, one statement."""
-    rows = await conn.fetch(
-        """select c.*,
-                  (select jsonb_agg(jsonb_build_array(p.effective_from, p.price) order by p.effective_from)
-                     from item_prices p where p.item_id = c.item_id) as prices,
-                  (select jsonb_agg(jsonb_build_array(l.effective_from, l.limits) order by l.effective_from)
-                     from item_limits l where l.item_id = c.item_id) as limits
-           from catalogue_items c where c.item_id = any($1)""", list(ids))
-    return {r["item_id"]: Item(
-        r["item_id"], r["community_id"], r["name"], r["unit"],
-        tuple((dt.datetime.fromisoformat(at), price) for at, price in _json(r["prices"] or "[]")),
-        tuple((dt.datetime.fromisoformat(at), Limits.model_validate(lim)) for at, lim in _json(r["limits"] or "[]")))
-        for r in rows}
+    return {r["item_id"]: item(r) for r in await conn.fetch("select * from exchange_items($1)", list(ids))}
+
+
+Row: TypeAlias = asyncpg.Record | Mapping[str, Any]  # a row as fetched, or as ``to_jsonb`` made it
+
+
+def shopper(row: Row) -> Shopper:
+    """A row of ``exchange_shoppers``."""
+    return Shopper(row["subject_id"], row["community_id"], row["name"], row["member_code"],
+                   tuple(row["categories"]), int(row["spendable"]), int(row["pending"]),
+                   {(i, k): u for i, k, u in _json(row["used"])})
+
+
+def shelf(row: Row) -> Shelf:
+    """A row of ``exchange_shelves``."""
+    return Shelf(item(row), row["in_stock"])
+
+
+def item(row: Row) -> Item:
+    """A row of ``exchange_items``."""
+    return Item(
+        row["item_id"], row["community_id"], row["name"], row["unit"],
+        tuple((dt.datetime.fromisoformat(at), price) for at, price in _json(row["prices"] or "[]")),
+        tuple((dt.datetime.fromisoformat(at), Limits.model_validate(lim)) for at, lim in _json(row["limits"] or "[]")))
 
 
 async def item_for_update(conn: asyncpg.Connection, item_id: str) -> Item | None:

@@ -126,6 +126,28 @@ begin
               from usage u where u.subject_id = m.subject_id and u.item_id = any(p_items))
       from members m where m.member_code = any(p_codes);
 end $$;
+-- Items with their whole price and limit schedules (each in time order).
+create or replace function exchange_items(p_items text[])
+returns table (item_id text, community_id text, name text, unit text, prices jsonb, limits jsonb)
+language sql stable as $$
+    select c.item_id, c.community_id, c.name, c.unit,
+           (select jsonb_agg(jsonb_build_array(p.effective_from, p.price) order by p.effective_from)
+              from item_prices p where p.item_id = c.item_id),
+           (select jsonb_agg(jsonb_build_array(l.effective_from, l.limits) order by l.effective_from)
+              from item_limits l where l.item_id = c.item_id)
+      from catalogue_items c where c.item_id = any(p_items)
+$$;
+-- The shelves of a batch in one round trip: stock rows locked in item order, then read with the
+-- items' terms in a fresh snapshot (a price change that held the lock has committed by then).
+create or replace function exchange_shelves(p_items text[])
+returns table (item_id text, community_id text, name text, unit text, prices jsonb, limits jsonb, in_stock bigint)
+language plpgsql volatile as $$
+#variable_conflict use_column
+begin
+    perform 1 from stock s where s.item_id = any(p_items) order by s.item_id for update;
+    return query
+    select i.*, s.received - s.redeemed + s.returned from exchange_items(p_items) i join stock s using (item_id);
+end $$;
 """
 
 _ADD_BALANCE = """insert into balances (subject_id, community_id, {col}) values ($1, $2, $3)
@@ -142,8 +164,13 @@ async def apply(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
 
 
 async def apply_redeemed(conn: asyncpg.Connection, events: Sequence[Redeemed]) -> None:
-    """Many redemptions in one pipelined round trip (the counter's batch)."""
-    await conn.executemany(_REDEEMED, [_redeemed_args(ev) for ev in events])
+    """Many redemptions in one statement (the counter's batch): one row per redemption, balance,
+    stock row, usage key and basket line, however many redemptions share them."""
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    for ev in events:
+        for column, value in zip(columns, _redeemed_args(ev), strict=True):
+            column.append(value)
+    await conn.execute(_REDEEMED, *columns)
 
 
 # ---- roster and pending points (declarations topic) -----------------------------------------
@@ -262,48 +289,71 @@ def _lines_json(ev: Redeemed | RedemptionReturned) -> str:
 
 
 async def _redeemed(conn: asyncpg.Connection, ev: Redeemed) -> None:
-    await conn.execute(_REDEEMED, *_redeemed_args(ev))
+    await apply_redeemed(conn, [ev])
 
 
 def _redeemed_args(ev: Redeemed) -> tuple[Any, ...]:
     return (ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points, ev.month,
-            "redeemed", ev.subject_name, ev.member_code, ev.counter, ev.clerk, ev.redeemed_at, ev.clerk_name)
+            ev.subject_name, ev.member_code, ev.counter, ev.clerk, ev.redeemed_at, ev.clerk_name)
 
 
 async def _returned(conn: asyncpg.Connection, ev: RedemptionReturned) -> None:
-    await conn.execute(_MOVED.format(first="""update redemptions set returned_at = $9, return_month = $6,
-            return_reason = $8 where redemption_id = $1 and returned_at is null returning 1""",
-                                        kind="returned", sign=-1),
-                       ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points, ev.month,
-                       "returned", ev.reason, ev.returned_at)
+    await conn.execute(_RETURNED, ev.redemption_id, ev.community_id, ev.subject_id, _lines_json(ev), ev.total_points,
+                       ev.month, ev.reason, ev.returned_at)
 
 
-# One statement per redemption or return: the first CTE claims it (a second application finds it
-# claimed and changes nothing), the others move points, stock, limit allowance and statistics.
-_MOVED = """
-with claimed as ({first}),
+# One statement per return: the first CTE claims it (a second application finds it claimed and
+# changes nothing), the others give back points, stock, limit allowance and count it in statistics.
+_RETURNED = """
+with claimed as (update redemptions set returned_at = $8, return_month = $6, return_reason = $7
+                 where redemption_id = $1 and returned_at is null returning 1),
      l as (select x.*, ordinality - 1 as line
            from rows from (jsonb_to_recordset($4::jsonb)
                 as (item_id text, item_name text, quantity int, unit_price int, points int, period_key text))
                 with ordinality as x),
-     b as (insert into balances (subject_id, community_id, {kind}) select $3, $2, $5 from claimed
-           on conflict (subject_id) do update set {kind} = balances.{kind} + excluded.{kind}),
-     s as (insert into stock (item_id, community_id, {kind})
+     b as (insert into balances (subject_id, community_id, returned) select $3, $2, $5 from claimed
+           on conflict (subject_id) do update set returned = balances.returned + excluded.returned),
+     s as (insert into stock (item_id, community_id, returned)
            select l.item_id, $2, sum(l.quantity) from l, claimed group by l.item_id
-           on conflict (item_id) do update set {kind} = stock.{kind} + excluded.{kind}),
-     u as (insert into usage select $3, l.item_id, l.period_key, {sign} * sum(l.quantity) from l, claimed
+           on conflict (item_id) do update set returned = stock.returned + excluded.returned),
+     u as (insert into usage select $3, l.item_id, l.period_key, -sum(l.quantity) from l, claimed
            group by l.item_id, l.period_key
            on conflict (subject_id, item_id, period_key) do update set units = usage.units + excluded.units)
 insert into movements
-select $1, $7, l.line, $2, $6, $3, l.item_id, l.item_name, {sign} * l.quantity, {sign} * l.points from l, claimed
+select $1, 'returned', l.line, $2, $6, $3, l.item_id, l.item_name, -l.quantity, -l.points from l, claimed
 on conflict do nothing
 """
 
 
-_REDEEMED = _MOVED.format(first="""insert into redemptions (redemption_id, community_id, subject_id, subject_name,
-        member_code, lines, total_points, month, counter, clerk, redeemed_at, clerk_name)
-    values ($1, $2, $3, $8, $9, $4::jsonb, $5, $6, $10, $11, $12, $13) on conflict do nothing returning 1""",
-                          kind="redeemed", sign=1)
+# Redemptions as a set (the counter's batch; the projection's one at a time): claimed as returns are,
+# counters summed per row first (an upsert may not touch a row twice in one statement).
+_REDEEMED = """
+with r as (select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+                                $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[])
+           as r(redemption_id, community_id, subject_id, lines, total_points, month, subject_name, member_code,
+                counter, clerk, redeemed_at, clerk_name)),
+     claimed as (insert into redemptions (redemption_id, community_id, subject_id, subject_name, member_code, lines,
+                                          total_points, month, counter, clerk, redeemed_at, clerk_name)
+                 select redemption_id, community_id, subject_id, subject_name, member_code, lines::jsonb,
+                        total_points, month, counter, clerk, redeemed_at, clerk_name from r
+                 on conflict do nothing returning redemption_id, community_id, subject_id, lines, total_points, month),
+     l as (select c.redemption_id, c.community_id, c.subject_id, c.month, x.*, ordinality - 1 as line
+           from claimed c, rows from (jsonb_to_recordset(c.lines)
+                as (item_id text, item_name text, quantity int, unit_price int, points int, period_key text))
+                with ordinality as x),
+     b as (insert into balances (subject_id, community_id, redeemed)
+           select subject_id, min(community_id), sum(total_points) from claimed group by subject_id
+           on conflict (subject_id) do update set redeemed = balances.redeemed + excluded.redeemed),
+     s as (insert into stock (item_id, community_id, redeemed)
+           select item_id, min(community_id), sum(quantity) from l group by item_id
+           on conflict (item_id) do update set redeemed = stock.redeemed + excluded.redeemed),
+     u as (insert into usage select subject_id, item_id, period_key, sum(quantity) from l
+           group by subject_id, item_id, period_key
+           on conflict (subject_id, item_id, period_key) do update set units = usage.units + excluded.units)
+insert into movements
+select redemption_id, 'redeemed', line, community_id, month, subject_id, item_id, item_name, quantity, points from l
+on conflict do nothing
+"""
 
 _HANDLERS: dict[type[Event], Callable[[asyncpg.Connection, Any], Awaitable[None]]] = {
     SubjectRegistered: _subject, SubjectCategoriesChanged: _categories, SubjectMovedOut: _moved_out,
