@@ -158,7 +158,9 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
 
 async def main(service: str) -> None:
     import signal
+    from functools import partial
 
+    from shared.background import supervise
     from shared.logging import configure_logging
     from shared.settings import get_settings
 
@@ -169,8 +171,9 @@ async def main(service: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await Relay(pool, settings, source=source_for(service, settings)).run(stop)
+    relay = Relay(pool, settings, source=source_for(service, settings))
+    try:  # kept alive like a service's own relay: PostgreSQL restarting under it is not the end
+        await supervise("relay", partial(relay.run, stop), stop)
     finally:
         await pool.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from shared import http, store
 from shared import projection as projections
+from shared.background import supervise
 from shared.envelope import source_for
 from shared.events import load_catalogue
 from shared.logging import configure_logging, get_logger
@@ -36,22 +37,6 @@ class Runtime:
     runners: dict[str, ProjectionRunner] = field(default_factory=dict)
     relay: Relay | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-
-
-async def supervise(name: str, start: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-    """Keep a background loop alive: restart it with back-off if it fails (e.g. broker away)."""
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            await start()
-            backoff = 0.5
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("background.failed", task=name, error=repr(exc), retry_in_s=backoff)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 10.0)
 
 
 def create_app(

@@ -60,7 +60,7 @@ class Feed:
     """Fan-out to the connected SSE clients (bounded queues: a slow client drops, never blocks)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.broker = KafkaBroker(settings.kafka_bootstrap_servers, security=security(settings),
+        self.broker = KafkaBroker(settings.kafka_bootstrap_servers.split(","), security=security(settings),
                                   client_id="ranking-feed", logger=None)
         self.clients: set[asyncio.Queue[bytes]] = set()
         self.seen = 0

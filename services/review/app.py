@@ -13,7 +13,8 @@ from services.review import api, late_items, pages
 from services.review.board import BoardProjection
 from services.review.items import ItemsProjection
 from services.review.state import SCHEMA
-from shared.service import Runtime, create_app, supervise
+from shared.background import supervise
+from shared.service import Runtime, create_app
 from shared.settings import Settings
 
 READ_MODELS = (ItemsProjection, BoardProjection)  # what the service builds from the log (the auditor replays them)
