@@ -13,9 +13,12 @@ from services.exchange.projection import ExchangeProjection
 from shared.service import Runtime, create_app
 from shared.settings import Settings
 
+# What the service builds from the log (the auditor replays it): the state its decisions lock, too.
+READ_MODELS = (ExchangeProjection,)
+
 
 def build(settings: Settings | None = None) -> FastAPI:
-    app = create_app("exchange", routers=[api.router, pages.router], projection_list=[ExchangeProjection()],
+    app = create_app("exchange", routers=[api.router, pages.router], projection_list=[p() for p in READ_MODELS],
                      settings=settings, title="爱心超市服务 exchange")
     shared_lifespan = app.router.lifespan_context
 

@@ -14,6 +14,8 @@ from shared.settings import Settings, get_settings
 from shared.store import EventStore
 from shared.topics import RANKING
 
+READ_MODELS = (RankingProjection,)  # what the service builds from the log (the auditor replays them, without emitter)
+
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()

@@ -34,10 +34,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from shared import verify as chain
-from shared.audit import diff, evidence, explain, months
+from shared.audit import diff, evidence, explain, months, standing
 from shared.audit.log import Log, read_log
 from shared.envelope import site_source
 from shared.events import load_catalogue
+from shared.logging import configure_logging
 from shared.settings import Settings, get_settings
 from shared.sites import SITE_SERVICE, Site, registry
 from shared.topics import BY_SERVICE
@@ -60,6 +61,7 @@ def _env(env_file: Annotated[Path, typer.Option(help="环境变量文件（make 
          = DEFAULT_ENV) -> None:
     if env_file.exists():
         load_dotenv(env_file, override=False)
+    configure_logging("auditor", level=logging.WARNING)  # the services' log lines to stderr: stdout is the report
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its retries are not the auditor's business
     load_catalogue()
 
@@ -283,11 +285,18 @@ def explain_cmd(subject_id: Annotated[str, typer.Argument(help="积分主体编�
     x = explain.explain(log, subject_id, day, tz)
     if x is None:
         fail(f"日志中没有积分主体 {subject_id}")
+    audit_dsn = os.environ.get("AUDIT_DATABASE_URL")
+    if not audit_dsn:
+        fail("未配置 AUDIT_DATABASE_URL（排名与余额要重放到审计员自己的临时库）")
+    with reading("重放排名与爱心超市到当日", as_json):
+        st = run(standing.standing(settings().model_copy(update={"database_url": audit_dsn}), log, subject_id,
+                                   explain.end_of(day, tz)))
     if as_json:
-        emit(x.as_json())
+        emit(x.as_json() | {"standing": st.as_json()})
     else:
-        for line in explain.render(x):
+        for line in [*explain.render(x), *standing.render(st)]:
             out.print(line, highlight=False, soft_wrap=True, markup=False)
+    raise typer.Exit(0 if st.consistent else 1)
 
 
 @app.command("export")
