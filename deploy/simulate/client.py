@@ -46,27 +46,26 @@ class _Conn:
 
 
 class Client:
-    """Up to ``connections`` keep-alive connections to one server, each request with a bearer token."""
+    """Up to ``connections`` keep-alive connections to one server; each request with its bearer token."""
 
-    def __init__(self, url: str, token: str, connections: int = 8) -> None:
+    def __init__(self, url: str, connections: int = 8) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.token = token
         self._idle: list[_Conn] = []
         self._slots = asyncio.Semaphore(connections)
         self.requests = 0
 
-    async def _conn(self) -> _Conn:
-        if self._idle:
+    async def _conn(self, fresh: bool = False) -> _Conn:
+        if self._idle and not fresh:
             return self._idle.pop()
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=16 * 1024 * 1024)
         return _Conn(reader, writer)
 
-    async def call(self, method: str, path: str, body: Any = None, key: str | None = None,
-                   token: str | None = None) -> tuple[int, Any]:
+    async def call(self, method: str, path: str, token: str, body: Any = None,
+                   key: str | None = None) -> tuple[int, Any]:
         payload = b"" if body is None else orjson.dumps(body)
         head = [f"{method} {path} HTTP/1.1", f"host: {self.host}:{self.port}",
-                f"authorization: Bearer {token or self.token}", f"content-length: {len(payload)}"]
+                f"authorization: Bearer {token}", f"content-length: {len(payload)}"]
         if body is not None:
             head.append("content-type: application/json")
         if key is not None:
@@ -74,7 +73,7 @@ class Client:
         request = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
         async with self._slots:
             for attempt in (1, 2):  # a keep-alive connection the server closed meanwhile: once more on a new one
-                conn = await self._conn()
+                conn = await self._conn(fresh=attempt == 2)
                 try:
                     status, raw, close = await conn.exchange(request)
                 except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
@@ -90,12 +89,12 @@ class Client:
                 return status, orjson.loads(raw) if raw else None
         raise AssertionError("unreachable")
 
-    async def post(self, path: str, body: Any, key: str, token: str | None = None) -> tuple[int, Any]:
-        return await self.call("POST", path, body, key, token)
+    async def post(self, path: str, body: Any, key: str, token: str) -> tuple[int, Any]:
+        return await self.call("POST", path, token, body, key)
 
-    async def get(self, path: str, token: str | None = None, **params: Any) -> tuple[int, Any]:
+    async def get(self, path: str, token: str, **params: Any) -> tuple[int, Any]:
         query = f"?{urlencode(params)}" if params else ""
-        return await self.call("GET", path + query, token=token)
+        return await self.call("GET", path + query, token)
 
     async def close(self) -> None:
         for conn in self._idle:

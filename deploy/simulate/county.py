@@ -53,10 +53,6 @@ class County:
         return [*self.services.values(), *self.site_procs.values()]
 
 
-def plan_sites(communities: int) -> list[Site]:
-    return [Site(f"s{i:02d}", f"c-sim{i:02d}") for i in range(1, communities + 1)]
-
-
 async def start(handle: StackHandle, sites: list[Site], logs: Path, partitions: int = 12,
                 patience_s: float = 180) -> County:
     """Namespace, topics, principals and ACLs; then every service and site, started together."""

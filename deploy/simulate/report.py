@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -30,13 +31,25 @@ def live(result: Result) -> Group:
         rate = f"{done / p.seconds:,.0f}" if p.seconds > 0 and done else ""
         table.add_row(p.name + ("" if p.ended else " ◀"), state, f"{p.seconds:,.1f}", rate)
     samples = result.watch.samples if result.watch else []
-    lag = Table(*(c for c, _ in LAG_COLUMNS), *(c for c, _ in OUTBOX_COLUMNS), title="consumer lag (records) "
-                "and outboxes (events) now", title_justify="left")
+    lag = Table(*(c for c, _ in LAG_COLUMNS), *(c for c, _ in OUTBOX_COLUMNS), "load 1 min",
+                title="consumer lag (records) and outboxes (events) now", title_justify="left")
     if samples:
         s = samples[-1]
-        lag.add_row(*(f"{s.lag.get(k, 0):,}" for _, k in LAG_COLUMNS), *(f"{s.outbox.get(k, 0):,}"
-                                                                         for _, k in OUTBOX_COLUMNS))
+        lag.add_row(*(f"{s.lag.get(k, 0):,}" for _, k in LAG_COLUMNS),
+                    *(f"{s.outbox.get(k, 0):,}" for _, k in OUTBOX_COLUMNS), f"{s.load:.1f}")
     return Group(table, lag)
+
+
+def line(result: Result) -> str:
+    """The current phase in one line (when the output is not a terminal)."""
+    p = next((p for p in result.phases if p.began and not p.ended), None)
+    if p is None:
+        return "…"
+    done = p.tally.items or p.tally.done
+    s = result.watch.samples[-1] if result.watch and result.watch.samples else None
+    lag = ", ".join(f"{c} {s.lag.get(k, 0):,}" for c, k in LAG_COLUMNS) if s else ""
+    return (f"{p.name}: {done:,}/{p.total:,} in {p.seconds:,.0f} s; lag: {lag}; "
+            f"load {s.load:.1f}" if s else f"{p.name}: {done:,}/{p.total:,} in {p.seconds:,.0f} s")
 
 
 def final(result: Result) -> Group:
@@ -70,8 +83,8 @@ def final(result: Result) -> Group:
     ranking = Table("certification → rankings", "", title="certification and rankings", title_justify="left")
     ranking.add_row("communities certified", f"{r.get('month_certified_records', 0)} MonthCertified records")
     ranking.add_row("ranking events after the certifications", f"{r.get('ranking_events', 0):,}; communities ranked "
-                    f"{r.get('communities_with_rankings', 0)}/{plan.communities}, county-wide: "
-                    f"{'yes' if r.get('county_ranking') else 'no'}")
+                    f"{r.get('communities_ranked', 0)}/{plan.communities}, county-wide: "
+                    f"{'yes' if r.get('county_ranked') else 'no'}")
     ranking.add_row("last MonthCertified on Kafka → last ranking event on Kafka",
                     f"{delay:,.1f} s  (aim ≤ 10 s: {verdict}; moonshot 3 s)")
     ranking.add_row("last completing signature answered → last ranking event on Kafka",
@@ -90,7 +103,7 @@ def final(result: Result) -> Group:
 
 def lag_table(result: Result, rows: int = 24) -> Table:
     samples = result.watch.samples if result.watch else []
-    table = Table("t (s)", "phase", *(c for c, _ in LAG_COLUMNS), *(c for c, _ in OUTBOX_COLUMNS),
+    table = Table("t (s)", "phase", *(c for c, _ in LAG_COLUMNS), *(c for c, _ in OUTBOX_COLUMNS), "load 1 min",
                   title="consumer lag over time (records behind, stored offsets vs end offsets; max per interval)",
                   title_justify="left")
     if not samples:
@@ -104,7 +117,8 @@ def lag_table(result: Result, rows: int = 24) -> Table:
         phase = group[-1].phase
         table.add_row(f"{group[0].t:,.0f}", phase,
                       *(f"{max(s.lag.get(k, 0) for s in group):,}" for _, k in LAG_COLUMNS),
-                      *(f"{max(s.outbox.get(k, 0) for s in group):,}" for _, k in OUTBOX_COLUMNS))
+                      *(f"{max(s.outbox.get(k, 0) for s in group):,}" for _, k in OUTBOX_COLUMNS),
+                      f"{max(s.load for s in group):.1f}")
     return table
 
 
@@ -129,3 +143,10 @@ def _fmt(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+def as_json(result: Result) -> dict[str, Any]:
+    return {"plan": dataclasses.asdict(result.plan), "month": result.month, "figures": result.figures,
+            "phases": {p.name: {"seconds": p.seconds, "done": p.tally.done, "items": p.tally.items, "cpu": p.cpu,
+                                "notes": p.notes} for p in result.phases},
+            "samples": [dataclasses.asdict(s) for s in (result.watch.samples if result.watch else [])]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
+import datetime as dt
 import time
 import uuid
 from collections import Counter
@@ -12,26 +12,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from deploy.simulate import county as county_mod
-from deploy.simulate import month as m
+from deploy.simulate import staff
 from deploy.simulate.client import Client
-from deploy.simulate.watch import Watch, cpu_between, cpu_seconds, end_offsets, record_times
+from deploy.simulate.figures import chains, figures, rankings
+from deploy.simulate.load import Tally, Tokens
+from deploy.simulate.plan import Month, Plan
+from deploy.simulate.plan import county as plan_county
+from deploy.simulate.plan import sites as plan_sites
+from deploy.simulate.watch import Watch, cpu_between, cpu_seconds, end_offsets
 from deploy.testing import StackHandle
-from shared.envelope import site_source
-from shared.events.ranking import RankingChanged
-from shared.events.review import MonthCertified
-from shared.topics import DECLARATIONS, RANKING, REVIEW
-from shared.verify import verify
+from shared.topics import RANKING, REVIEW
+
+PHASES = ("start", "roster", "intake", "verification", "certification", "rankings", "redemptions")
+PATIENCE_S = 7200  # how long a phase may wait for the county to catch up before the run fails
 
 
 @dataclass
 class Phase:
     name: str
-    total: int = 0  # requests (or items) it will make
-    tally: m.Tally = field(default_factory=m.Tally)
+    total: int = 0  # items (or requests) it will make
+    tally: Tally = field(default_factory=Tally)
     began: float = 0.0
     ended: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
@@ -44,134 +49,130 @@ class Phase:
 
 @dataclass
 class Result:
-    plan: m.Plan
+    plan: Plan
     month: str = ""
-    phases: list[Phase] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=lambda: [Phase(n) for n in PHASES])
     figures: dict[str, Any] = field(default_factory=dict)
     watch: Watch | None = None
-    logs: Path | None = None
 
     def phase(self, name: str) -> Phase:
         return next(p for p in self.phases if p.name == name)
 
 
-PHASES = ("start", "roster", "intake", "verification", "certification", "rankings", "redemptions")
-
-
-async def simulate(handle: StackHandle, plan: m.Plan, logs: Path, *, partitions: int, sample_s: float,
+async def simulate(handle: StackHandle, result: Result, logs: Path, *, partitions: int, sample_s: float,
                    verify_chains: bool, on_update: Callable[[Result], None] | None = None) -> Result:
-    result = Result(plan, phases=[Phase(n) for n in PHASES], logs=logs)
-    kafka_pids = [pid for pid in [getattr(handle.kafka, "pid", None)] if pid]
-    postgres_pid = getattr(handle.postgres, "pid", None)
-    start = result.phase("start")
-    start.began = time.monotonic()
-    sites = county_mod.plan_sites(plan.communities)
-    county = await county_mod.start(handle, sites, logs, partitions)
+    """Run ``result.plan``, filling in ``result`` as it goes (what it holds stays when a phase fails)."""
+    plan = result.plan
+    started = time.monotonic()
+    county = await county_mod.start(handle, plan_sites(plan.communities), logs, partitions)
+    tz = ZoneInfo(county.settings.timezone)
+    month = Month.before(dt.datetime.now(tz).date())
+    result.month = month.name
     run_id = uuid.uuid4().hex[:8]
+    communities = plan_county(plan, month, run_id)
     watch = result.watch = Watch(county)
     await watch.open()
     stop = asyncio.Event()
-    sampler = asyncio.create_task(watch.run(stop, sample_s))
-    ticker = asyncio.create_task(_tick(result, on_update, stop))
-    cpu_at = cpu_seconds(county, kafka_pids, postgres_pid)
-    start.ended = time.monotonic()
-    tokens = m.Tokens()
-    clients = {s.name: Client(county.site_procs[s.name].url, "", plan.connections + 2) for s in sites}
-    review = Client(county.services["review"].url, "", plan.communities * plan.verify_concurrency + 4)
-    exchange = Client(county.services["exchange"].url, "", plan.communities * plan.counters + 4)
-    communities = m.plan_month(plan, sites, {s.name: county.site_procs[s.name].url for s in sites}, run_id,
-                               county.settings.timezone)
-    month, _, _ = m.last_month(county.settings.timezone)
-    result.month = month
+    background = [asyncio.create_task(watch.run(stop, sample_s)), asyncio.create_task(_tick(result, on_update, stop))]
+    pids = (handle.kafka.pid if handle.kafka else None, handle.postgres.pid if handle.postgres else None)
+    cpu_at = cpu_seconds(county, *pids)
+    start = result.phase("start")
+    start.began, start.ended = started, time.monotonic()
+    tokens = Tokens()
+    sites = {c.id: Client(county.site_procs[c.site.name].url, plan.connections + 2) for c in communities}
+    review = Client(county.services["review"].url, plan.communities * plan.verify_concurrency + 4)
+    exchange = Client(county.services["exchange"].url, plan.communities * plan.counters + 4)
 
-    async def phase(name: str, work: Awaitable[Any]) -> Any:
+    async def phase(name: str, *work: Awaitable[Any]) -> list[Any]:
         nonlocal cpu_at
         p = result.phase(name)
         watch.phase = name
         p.began = time.monotonic()
         try:
-            return await work
+            return list(await asyncio.gather(*work))
         finally:
             p.ended = time.monotonic()
-            now_cpu = cpu_seconds(county, kafka_pids, postgres_pid)
+            now_cpu = cpu_seconds(county, *pids)
             p.cpu = cpu_between(cpu_at, now_cpu)
             cpu_at = now_cpu
 
     try:
-        county_wide = ["review/", "ranking/", "exchange/", "sites/"]
         # roster: every community and its subjects at its own site; the shelves of every supermarket
         roster = result.phase("roster")
         roster.total = sum(len(c.subjects) for c in communities)
-        await phase("roster", _all(
-            *(m.register(c, clients[c.site.name], tokens, run_id, roster.tally) for c in communities),
-            *(m.stock_the_shelves(c, exchange, tokens, run_id) for c in communities),
-            watch.settled(lag_of=county_wide, outboxes=["sites", "exchange"], patience_s=7200)))
+        today = dt.datetime.now(tz).date()
+        await phase("roster", *(staff.register(c, sites[c.id], tokens, run_id, roster.tally) for c in communities),
+                    *(staff.stock_the_shelves(c, exchange, tokens, run_id, today) for c in communities))
+        await watch.settled(lag_of=["review/", "ranking/", "exchange/", "sites/"], outboxes=["sites", "exchange"],
+                            patience_s=PATIENCE_S)
         # intake: the month through every channel at every site, until review holds every item
         intake = result.phase("intake")
         intake.total = sum(c.items for c in communities)
         intake.notes["requests"] = sum(len(c.requests) + 3 * len(c.needs) for c in communities)
 
         async def month_intake() -> None:
-            await _all(*(m.intake(c, clients[c.site.name], tokens, plan.connections, intake.tally)
-                         for c in communities))
+            await asyncio.gather(*(staff.intake(c, sites[c.id], tokens, month, plan.connections, intake.tally)
+                                   for c in communities))
             intake.notes["http_done_s"] = time.monotonic() - intake.began
-            await watch.settled(outboxes=["sites"], patience_s=7200)
+            await watch.settled(outboxes=["sites"], patience_s=PATIENCE_S)
             intake.notes["on_kafka_s"] = time.monotonic() - intake.began
-            await watch.settled(lag_of=["review/review_items"], patience_s=7200)
+            await watch.settled(lag_of=["review/review_items"], patience_s=PATIENCE_S)
             intake.notes["in_review_s"] = time.monotonic() - intake.began
 
         await phase("intake", month_intake())
         intake.notes["in_review"] = await _count(county.services["review"].dsn, "select count(*) from items")
-        # verification: a recorder decides every item; the board catches up
+        # verification: a second recorder decides every item; the board catches up
         verification = result.phase("verification")
         verification.total = intake.notes["in_review"]
-        decided: list[Counter[str]] = await phase("verification", _verify_all(
-            communities, review, tokens, month, run_id, plan, verification.tally, watch))
-        verification.notes["decisions"] = dict(sum(decided, Counter()))
+
+        async def verify_all() -> list[Counter[str]]:
+            decided = await asyncio.gather(*(staff.verify_items(c, review, tokens, month, run_id,
+                                                                plan.verify_concurrency, verification.tally)
+                                             for c in communities))
+            await watch.settled(lag_of=["review/"], outboxes=["review"], patience_s=PATIENCE_S)
+            return list(decided)
+
+        decided: list[Counter[str]] = (await phase("verification", verify_all()))[0]
+        verification.notes |= dict(sum(decided, Counter()))
         # certification: every community's leading group signs; then the rankings follow
         certification = result.phase("certification")
         certification.total = len(communities)
         review_from = await end_offsets(county.settings, REVIEW.name(county.settings))
         ranking_from = await end_offsets(county.settings, RANKING.name(county.settings))
-        signed: list[float] = await phase("certification", _all(*(
-            m.certify(c, review, tokens, month, run_id, d["verified"]) for c, d in zip(communities, decided,
-                                                                                     strict=True))))
+        signed = await phase("certification", *(staff.certify(c, review, tokens, month, run_id, d["verified"])
+                                                for c, d in zip(communities, decided, strict=True)))
         certification.tally.done = len(signed)
-        last_signed = max(signed)
         await phase("rankings", watch.settled(lag_of=["ranking/"], outboxes=["review", "ranking"], quiet_s=3,
-                                              patience_s=7200))
-        await _rankings(result, county.settings, review_from, ranking_from, last_signed, communities, month)
+                                              patience_s=PATIENCE_S))
+        result.phase("rankings").notes |= await rankings(county.settings, review_from, ranking_from, max(signed),
+                                                         [c.id for c in communities])
         # redemptions at several counters of every community's supermarket, once the awards count there
         redemptions = result.phase("redemptions")
         redemptions.total = plan.redemptions * len(communities)
 
         async def shopping() -> None:
-            await watch.settled(lag_of=["exchange/"], patience_s=7200)
+            await watch.settled(lag_of=["exchange/"], patience_s=PATIENCE_S)
             redemptions.notes["awards_in_exchange_s"] = time.monotonic() - redemptions.began
             began = time.monotonic()
-            await _all(*(m.redeem(c, exchange, tokens, plan.counters, plan.redemptions, run_id, redemptions.tally)
-                         for c in communities))
+            await asyncio.gather(*(staff.redeem(c, exchange, tokens, plan.counters, plan.redemptions, run_id,
+                                                redemptions.tally) for c in communities))
             redemptions.notes["counter_s"] = time.monotonic() - began
-            await watch.settled(outboxes=["exchange"], patience_s=600)
+            await watch.settled(outboxes=["exchange"], patience_s=PATIENCE_S)
 
         await phase("redemptions", shopping())
         if verify_chains:
-            result.figures["chains"] = await _chains(county, sites)
+            result.figures["chains"] = await chains(county)
     finally:
         stop.set()
-        for task in (sampler, ticker):
+        for task in background:
             with contextlib.suppress(Exception):
                 await task
-        for client in [*clients.values(), review, exchange]:
+        for client in [*sites.values(), review, exchange]:
             await client.close()
         await watch.close()
         county_mod.stop(county)
-    _figures(result)
+        result.figures |= figures(result)
     return result
-
-
-async def _all(*work: Awaitable[Any]) -> list[Any]:
-    return list(await asyncio.gather(*work))
 
 
 async def _tick(result: Result, on_update: Callable[[Result], None] | None, stop: asyncio.Event) -> None:
@@ -187,64 +188,3 @@ async def _count(dsn: str, sql: str) -> int:
         return int(await conn.fetchval(sql))
     finally:
         await conn.close()
-
-
-async def _verify_all(communities: list[m.Community], review: Client, tokens: m.Tokens, month: str, run_id: str,
-                      plan: m.Plan, tally: m.Tally, watch: Watch) -> list[Counter[str]]:
-    decided = await _all(*(m.verify_items(c, review, tokens, month, run_id, plan.verify_concurrency, tally)
-                           for c in communities))
-    await watch.settled(lag_of=["review/"], outboxes=["review"], patience_s=7200)
-    return decided
-
-
-async def _rankings(result: Result, settings: Any, review_from: dict[int, int], ranking_from: dict[int, int],
-                    last_signed: float, communities: list[m.Community], month: str) -> None:
-    """When the last MonthCertified and the last ranking event reached Kafka (record timestamps)."""
-    certified = await record_times(settings, REVIEW.name(settings), review_from, (MonthCertified.type_name(),))
-    ranked = await record_times(settings, RANKING.name(settings), ranking_from)
-    p = result.phase("rankings")
-    p.total = p.tally.done = len(ranked)
-    last_certified = max(t for t, _, _ in certified)
-    last_ranked = max((t for t, _, _ in ranked), default=float("nan"))
-    month_rankings = {key for t, kind, key in ranked if kind == RankingChanged.type_name()}
-    p.notes |= {
-        "month_certified_records": len(certified),
-        "ranking_events": len(ranked),
-        "communities_with_rankings": len({c.id for c in communities} & month_rankings),
-        "county_ranking": "county" in month_rankings,
-        "last_certified_to_last_ranking_s": last_ranked - last_certified,
-        "last_signature_to_last_ranking_s": last_ranked - (time.time() - (time.monotonic() - last_signed)),
-    }
-    del month
-
-
-async def _chains(county: county_mod.County, sites: list[Any]) -> dict[str, Any]:
-    out = {}
-    topic = DECLARATIONS.name(county.settings)
-    for s in sites:
-        report = await verify(county.settings.model_copy(update={"database_url": county.site_procs[s.name].dsn}),
-                              topic, [site_source(s.name, county.settings)])
-        out[s.name] = {"ok": report.ok, "events": report.store_events, "problems": len(report.problems)}
-    return out
-
-
-def _figures(result: Result) -> None:
-    intake = result.phase("intake")
-    t = intake.tally
-    lat = sorted(t.latencies)
-    f = result.figures
-    f["items"] = intake.total
-    f["items_accepted"] = t.items
-    f["requests"] = t.done
-    f["refused"] = {k: v for k, v in t.statuses.items() if not k.startswith("2")}
-    f["intake_http_items_per_s"] = t.items / max(t.last - t.first, 1e-9) if t.done else 0.0
-    f["intake_end_to_end_items_per_s"] = t.items / intake.notes.get("in_review_s", float("inf"))
-    f["declaration_latency_ms"] = {"p50": 1000 * statistics.median(lat) if lat else None,
-                                   "p99": 1000 * lat[int(len(lat) * 0.99) - 1] if lat else None}
-    f["rankings"] = result.phase("rankings").notes
-    red = result.phase("redemptions")
-    f["redemptions"] = {"done": red.tally.items, "answers": dict(red.tally.statuses),
-                        "per_s": red.tally.done / max(red.notes.get("counter_s", 0), 1e-9)}
-    f["verification"] = result.phase("verification").notes
-    f["cpu_total"] = {k: round(sum(p.cpu.get(k, 0.0) for p in result.phases), 1)
-                      for k in result.phases[-1].cpu}

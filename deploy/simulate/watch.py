@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class Sample:
     phase: str
     lag: dict[str, int]  # "review/review_items", "ranking/ranking", … and "sites/ledger" (sum over sites)
     outbox: dict[str, int]  # county services by name, and "sites" (sum)
+    load: float  # the machine's 1-minute load average (other work on it shows here)
 
 
 @dataclass
@@ -77,7 +79,7 @@ class Watch:
                 key = f"sites/{projection}" if site else f"{name}/{projection}"
                 lag[key] = lag.get(key, 0) + behind
             outbox["sites" if site else name] = outbox.get("sites" if site else name, 0) + unpublished
-        s = Sample(time.monotonic() - self.started, self.phase, lag, outbox)
+        s = Sample(time.monotonic() - self.started, self.phase, lag, outbox, os.getloadavg()[0])
         self.samples.append(s)
         return s
 
@@ -121,7 +123,7 @@ class Watch:
 # ---- CPU -----------------------------------------------------------------------------------------
 
 
-def cpu_seconds(county: County, kafka_pids: list[int], postgres_pid: int | None) -> dict[str, float]:
+def cpu_seconds(county: County, kafka_pid: int | None, postgres_pid: int | None) -> dict[str, float]:
     """User + system CPU seconds so far of each process (sites summed), Kafka, PostgreSQL (every backend,
     and those that exited), and this simulator."""
     out: dict[str, float] = {}
@@ -142,7 +144,8 @@ def cpu_seconds(county: County, kafka_pids: list[int], postgres_pid: int | None)
     for name, proc in county.services.items():
         out[name] = of(psutil.Process(proc.process.pid), children_too=True)
     out["sites"] = sum(of(psutil.Process(p.process.pid), children_too=True) for p in county.site_procs.values())
-    out["kafka"] = sum(of(psutil.Process(pid)) for pid in kafka_pids)
+    if kafka_pid:
+        out["kafka"] = of(psutil.Process(kafka_pid))
     if postgres_pid:
         out["postgresql"] = of(psutil.Process(postgres_pid), children_too=True)
     out["simulator"] = of(psutil.Process())
