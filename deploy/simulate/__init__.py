@@ -5,5 +5,9 @@ month: the roster, a month of declarations from every site through every channel
 verification, every community's certification by its leading group, the rankings that follow, and
 redemptions at several counters of every community's Love Supermarket. It prints intake throughput,
 consumer lag over time, the time from the last MonthCertified to the last ranking event, and where
-the CPU went. Figures: see the end of this docstring once measured.
+the CPU went (docs/sites.md, "The county simulator", has what each figure means).
+
+``plan`` decides what happens (pure), ``staff`` does it through the services' HTTP APIs (``client``,
+``load``), ``county`` starts the processes, ``watch`` samples lag and CPU, ``run`` goes phase by phase,
+``figures`` and ``report`` say what was measured.
 """

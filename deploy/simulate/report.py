@@ -42,14 +42,16 @@ def live(result: Result) -> Group:
 
 def line(result: Result) -> str:
     """The current phase in one line (when the output is not a terminal)."""
+    s = result.watch.samples[-1] if result.watch and result.watch.samples else None
+    state = ("; lag: " + ", ".join(f"{c} {s.lag.get(k, 0):,}" for c, k in LAG_COLUMNS)
+             + "; outboxes: " + ", ".join(f"{c} {s.outbox.get(k, 0):,}" for c, k in OUTBOX_COLUMNS)
+             + f"; load {s.load:.1f}") if s else ""
     p = next((p for p in result.phases if p.began and not p.ended), None)
     if p is None:
-        return "…"
+        last = next((p.name for p in reversed(result.phases) if p.ended), None)
+        return (f"after {last}: waiting for the county to catch up" if last else "starting the county") + state
     done = p.tally.items or p.tally.done
-    s = result.watch.samples[-1] if result.watch and result.watch.samples else None
-    lag = ", ".join(f"{c} {s.lag.get(k, 0):,}" for c, k in LAG_COLUMNS) if s else ""
-    return (f"{p.name}: {done:,}/{p.total:,} in {p.seconds:,.0f} s; lag: {lag}; "
-            f"load {s.load:.1f}" if s else f"{p.name}: {done:,}/{p.total:,} in {p.seconds:,.0f} s")
+    return f"{p.name}: {done:,}/{p.total:,} in {p.seconds:,.0f} s" + state
 
 
 def final(result: Result) -> Group:
