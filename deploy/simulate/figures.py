@@ -58,6 +58,7 @@ def figures(result: Result) -> dict[str, Any]:
         "refused": t.refused,
         "intake_http_items_per_s": t.items / max(t.last - t.first, 1e-9) if t.done else 0.0,
         "intake_end_to_end_items_per_s": t.items / intake.notes.get("in_review_s", float("inf")),
+        "intake_end_to_end_requests_per_s": t.done / intake.notes.get("in_review_s", float("inf")),
         "declaration_latency_ms": {"p50": 1000 * statistics.median(lat) if lat else None,
                                    "p99": 1000 * lat[max(0, int(len(lat) * 0.99) - 1)] if lat else None},
         "rankings": result.phase("rankings").notes,

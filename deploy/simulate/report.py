@@ -76,6 +76,8 @@ def final(result: Result) -> Group:
     intake.add_row("items/s while the sites answered (HTTP 201)", f"{f['intake_http_items_per_s']:,.0f}")
     intake.add_row("items/s end to end (first request → every item in review's read model)",
                    f"{f['intake_end_to_end_items_per_s']:,.0f}  (aim ≥ 1,000: {aim})")
+    intake.add_row("requests/s end to end (a declaration is one item; an activity or a work report many)",
+                   f"{f['intake_end_to_end_requests_per_s']:,.0f}")
     intake.add_row("single declaration latency p50 / p99",
                    f"{_fmt(lat['p50'])} ms / {_fmt(lat['p99'])} ms" if lat["p50"] is not None else "-")
     out.append(intake)
