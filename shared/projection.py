@@ -88,6 +88,11 @@ LOCK_CLASS = 7421
 DEDUP_WINDOW = 10_000  # offsets per partition: a relay re-sends within a batch or two (relay_batch_size 2000)
 RETRIES = 8
 REPORT_OFFSETS_S = 5.0  # how often the runner commits its stored offsets to the consumer group (lag tools)
+# On a site, a batch of records it only passes over (other communities') has nothing to write but its
+# offsets; they are stored with the next batch or within this long. Unstored, such records are read and
+# passed over again after a restart: nothing is applied twice, a site's database is spared a transaction
+# per batch of the whole county's traffic.
+PASSED_OVER_STORE_S = 1.0
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
 
@@ -366,6 +371,9 @@ class ProjectionRunner:
         self._lock = (LOCK_CLASS, projection.name)
         self._pending: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._live = False  # in run(): batches only passed over may store their offsets later
+        self._passed_over: dict[TopicPartition, int] = {}  # their next offsets, not stored yet
+        self._passed_over_since = 0.0
         # A replay into a scratch schema has one writer per partition and starts empty: dedup in
         # memory, no locks, no offset checks (see catch_up(fresh=True)).
         self._recent: RecentIds | None = None
@@ -436,6 +444,16 @@ class ProjectionRunner:
 
     async def commit(self, prepared: Prepared, *, dead_letter: bool = True) -> None:
         """One transaction: rows, offsets, dedup ids; retried whole on a transient error."""
+        good, dead, offsets = prepared
+        if self._live and not good and not dead and offsets:  # passed over only (a site): store them later
+            if not self._passed_over:
+                self._passed_over_since = asyncio.get_running_loop().time()
+            self._passed_over.update(offsets)
+            if asyncio.get_running_loop().time() - self._passed_over_since < PASSED_OVER_STORE_S:
+                return
+        if self._passed_over:
+            prepared = (good, dead, {**self._passed_over, **offsets})
+            self._passed_over = {}
         # In a replay, dedup is decided once, in memory, before the transaction (and its retries).
         in_memory = None if self._recent is None else self._recent.fresh(prepared[0], prepared[2])
         for attempt in range(1, RETRIES + 1):
@@ -589,6 +607,7 @@ class ProjectionRunner:
             async def on_partitions_revoked(self, revoked: Any) -> None:
                 for tp in revoked:
                     runner.positions.pop(tp, None)
+                    runner._passed_over.pop(tp, None)  # whoever gets it next passes them over again
                 try:
                     await runner.flush()  # offsets go to Postgres with the rows; nothing else to hand over
                 except Reseek:
@@ -611,6 +630,7 @@ class ProjectionRunner:
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=self.group_id)
         consumer.subscribe(self.topic_names, listener=SeekToStored())
         self.consumer = consumer
+        self._live = True
         await consumer.start()
         log.info("projection.started", projection=self.projection.name, topics=self.topic_names,
                  group_id=self.group_id)
@@ -628,11 +648,17 @@ class ProjectionRunner:
                         await self.process_pipelined(batch)
                     else:
                         await self.flush()
+                        if self._passed_over:  # nothing more to read now: store what was passed over
+                            await self.commit(([], [], {}))
                 except Reseek as exc:
                     log.info("projection.reseek", projection=self.projection.name, reason=str(exc))
                     await self.seek_to_stored(consumer, consumer.assignment())
             await self.flush()
+            if self._passed_over:
+                await self.commit(([], [], {}))
         finally:
+            self._live = False
+            self._passed_over = {}
             self.consumer = None
             if self._pending is not None:
                 self._pending.cancel()
