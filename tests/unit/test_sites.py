@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.declarations.pipeline import only_this_site
 from shared.envelope import GENESIS_HASH, Envelope, deployment_source, site_source, source_for
@@ -162,3 +162,42 @@ def test_the_auditor_names_records_on_a_topic_that_no_verified_chain_covers() ->
         "declarations": {"S/hz09": 1}}
     everything = Report(sources=[])  # a store without a source of its own: its chain is every record
     assert unverified_sources({"declarations": everything, "declarations/hz01": hz01}) == {}
+
+
+async def test_a_site_stores_the_offsets_of_what_it_only_passed_over_with_its_next_write_not_on_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.declarations.ledger import LedgerProjection
+    from shared import projection
+
+    # given: a site's ledger runner in its live loop; what it writes is recorded, not sent to a database
+    runner = ProjectionRunner(None, LedgerProjection(), AT_HZ01)  # type: ignore[arg-type]
+    runner._live = True
+    written: list[dict[Any, int]] = []
+
+    async def commit_once(prepared: projection.Prepared, *_: Any) -> tuple[int, list[Any]]:
+        written.append(dict(prepared[2]))
+        return len(prepared[0]), []
+
+    monkeypatch.setattr(runner, "_commit_once", commit_once)
+    decl = DECLARATIONS.name(AT_HZ01)
+    other, own = TopicPartition(decl, 0), TopicPartition(decl, 1)
+    # when: two batches hold only other communities' records
+    await runner.commit(([], [], {other: 10}))
+    await runner.commit(([], [], {other: 20}))
+    # then: nothing is written for them yet
+    assert written == []
+    # when: a batch with something of its own follows, its write carries the passed-over offsets too
+    own_event = (record(decl, b"p-1", site_source("hz01", COUNTY)), env(registered("p-1", "c-hz01"),
+                                                                       site_source("hz01", COUNTY)))
+    await runner.commit(([own_event], [], {own: 5}))
+    assert written == [{other: 20, own: 5}]
+    # and passed-over records alone are written once they have waited long enough
+    monkeypatch.setattr(projection, "PASSED_OVER_STORE_S", 0.0)
+    await runner.commit(([], [], {other: 30}))
+    assert written[-1] == {other: 30}
+    # and outside the live loop (a catch-up, a replay) every batch writes its offsets at once
+    runner._live = False
+    monkeypatch.setattr(projection, "PASSED_OVER_STORE_S", 60.0)
+    await runner.commit(([], [], {other: 40}))
+    assert written[-1] == {other: 40}
