@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 STACK_ARGS ?=
+SIM_ARGS ?=
 
-.PHONY: venv up up-cluster down wipe status verify test lint bench
+.PHONY: venv up up-cluster down wipe status verify test lint bench simulate
 
 venv: .venv/.installed
 
@@ -54,3 +55,6 @@ bench: venv
 		echo "== $$f"; \
 		$(PY) "$$f" || exit $$?; \
 	done
+
+simulate: venv
+	$(PY) -m deploy.simulate $(SIM_ARGS)

@@ -6,8 +6,9 @@ folder. A service gets only its own credential, through the environment (``Secre
 
 Kafka principals (SCRAM users, see ``shared.topics.acl_bindings`` for what each may do):
 ``admin`` (super user: creates topics and ACLs), ``auditor`` (reads every topic, writes none),
-one per service (writes its own topic and the dead-letter topic, reads what it consumes), and
-``controller`` (the KRaft controller listener, PLAIN, super user; never handed to a client).
+one per service (writes its own topic and the dead-letter topic, reads what it consumes),
+``controller`` (the KRaft controller listener, PLAIN, super user; never handed to a client), and
+one per community site, ``site-<name>``, added when the site joins (``add_principals``, docs/sites.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,8 @@ class Secrets:
 
     @property
     def scram_users(self) -> dict[str, str]:
-        return {p: self.kafka[p] for p in KAFKA_PRINCIPALS}
+        """Every SCRAM user: the fixed principals and any added later (community sites' ``site-<name>``)."""
+        return {p: v for p, v in self.kafka.items() if p != CONTROLLER}
 
 
 def generate() -> Secrets:
@@ -115,6 +117,25 @@ def load_or_create(path: Path) -> Secrets:
                 f.write(body)
                 f.flush()
                 os.fsync(f.fileno())
+    return load(path)
+
+
+def add_principals(path: Path, principals: Iterable[str]) -> Secrets:
+    """The secrets of ``path`` with a fresh password for each of ``principals`` it lacks (e.g. a community
+    site's ``site-<name>``), written back owner-only (a new file, then renamed over the old one)."""
+    current = load(path)
+    missing = [p for p in principals if p not in current.kafka]
+    if not missing:
+        return current
+    kafka = dict(current.kafka) | {p: secrets.token_urlsafe(24) for p in missing}
+    body = json.dumps({"kafka": kafka, "token_secret": current.token_secret}, indent=2) + "\n"
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
     return load(path)
 
 

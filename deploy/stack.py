@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import typer
 
-from deploy import credentials
+from deploy import credentials, sites
 from deploy.credentials import Secrets
 from deploy.local import (
     REPO_ROOT,
@@ -43,6 +43,8 @@ from deploy.local import (
     tail,
     terminate,
 )
+from shared.settings import Settings
+from shared.sites import RegistryError, Site, parse_registry
 
 SERVICES = ("declarations", "review", "ranking", "exchange")
 DEFAULT_PORTS = {"declarations": 8101, "review": 8102, "ranking": 8103, "exchange": 8104}
@@ -67,6 +69,7 @@ class Stack:
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "logs"
         self.secrets_file = self.root / "secrets.json"
+        self.sites_file = self.root / "sites.json"  # the community sites joined with `site add`
         self.secrets: Secrets | None = credentials.load(self.secrets_file) if self.secrets_file.exists() else None
         self.cluster = (self.root / "cluster").exists()  # written by `up --cluster`
         self.kafka: KafkaServer | KafkaCluster
@@ -78,6 +81,25 @@ class Stack:
             self.kafka = KafkaServer(self.root / "kafka", self.kafka_port, self.kafka_controller_port,
                                      secrets=self.secrets, plaintext=self.secrets is None)  # fmt: skip
         self.postgres = PostgresServer(self.root / "postgres", self.pg_port)
+
+    @property
+    def sites(self) -> list[LocalSite]:
+        """The community sites joined to this stack (``site add``), in the order they joined."""
+        if not self.sites_file.exists():
+            return []
+        return [LocalSite(Site(e["name"], e["community"]), e["port"]) for e in json.loads(self.sites_file.read_text())]
+
+    def sites_env(self) -> dict[str, str]:
+        """The county's registry of sites, for every county service, every site and the auditor."""
+        sites = self.sites
+        return {"SITES": ",".join(f"{x.site.name}={x.site.community_id}" for x in sites)} if sites else {}
+
+    def site_dsn(self, site: Site) -> str:
+        return replace_database(self.admin_dsn, sites.database_name(site))
+
+    def site_pid(self, site: Site) -> int | None:
+        pid = read_pid(self.run_dir / f"{site.principal}.pid")
+        return pid if pid_alive(pid, self.service_module("declarations")) else None
 
     def ensure_secrets(self) -> Secrets:
         """The installation's secrets, generated on the first ``up`` and reused afterwards."""
@@ -134,6 +156,16 @@ class Stack:
             return type(exc).__name__
 
 
+@dataclass(frozen=True)
+class LocalSite:
+    site: Site
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 def _module_exists(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -160,6 +192,7 @@ def _start_service(stack: Stack, name: str) -> int:
     env = _child_env(
         **stack.kafka_env(name),  # its own credential only
         **stack.topic_env(),
+        **stack.sites_env(),
         SERVICE_NAME=name,
         DATABASE_URL=stack.service_dsn(name),
         KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
@@ -173,6 +206,57 @@ def _start_service(stack: Stack, name: str) -> int:
         )  # fmt: skip
     stack.service_pid_file(name).write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def _start_site(stack: Stack, local: LocalSite) -> int:
+    """A community site's intake side on this machine: the declarations service as site ``local.site``, with
+    its own database, its own Kafka credential, and the county's registry of sites."""
+    site = local.site
+    pid = stack.site_pid(site)
+    if pid is not None:
+        return pid
+    if port_open(local.port):
+        typer.echo(f"cannot start site {site.name}: port {local.port} is taken by another process", err=True)
+        raise typer.Exit(1)
+    env = _child_env(**stack.kafka_env(site.principal), **stack.topic_env(), **stack.sites_env(),
+                     SERVICE_NAME="declarations", SITE=site.name, DATABASE_URL=stack.site_dsn(site),
+                     KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, HTTP_HOST="127.0.0.1", HTTP_PORT=str(local.port))
+    stack.log_dir.mkdir(parents=True, exist_ok=True)
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(stack.log_dir / f"{site.principal}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", stack.service_module("declarations")], cwd=REPO_ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    (stack.run_dir / f"{site.principal}.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _wait_site(stack: Stack, local: LocalSite, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    log = stack.log_dir / f"{local.site.principal}.log"
+    while time.monotonic() < deadline:
+        if stack.site_pid(local.site) is None:
+            typer.echo(f"site {local.site.name} exited during start-up. Last lines of {log}:\n{tail(log)}", err=True)
+            raise typer.Exit(1)
+        try:
+            if httpx.get(f"{local.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    typer.echo(f"site {local.site.name}: GET /readyz not 200 after {timeout:.0f}s. Last lines of {log}:\n{tail(log)}",
+               err=True)  # fmt: skip
+    raise typer.Exit(1)
+
+
+def _stop_sites(stack: Stack) -> None:
+    for local in stack.sites:
+        pid = stack.site_pid(local.site)
+        if pid is not None:
+            typer.echo(f"stopping site {local.site.name} (pid {pid})")
+            terminate(pid, stack.service_module("declarations"), timeout=15)
+        (stack.run_dir / f"{local.site.principal}.pid").unlink(missing_ok=True)
 
 
 def _wait_ready(stack: Stack, name: str, timeout: float = 60) -> None:
@@ -223,6 +307,8 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
     for name in SERVICES:
         create_database(stack.admin_dsn, f"points_{name}")
     create_database(stack.admin_dsn, "points_audit")  # the auditor's scratch schemas (points-audit replay)
+    for local in stack.sites:
+        create_database(stack.admin_dsn, sites.database_name(local.site))
     if stack.external_kafka:
         typer.echo(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={stack.external_kafka} (credentials from the environment)")
         client = {k: v for k, v in {
@@ -249,7 +335,7 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
     if _module_exists("shared.topics"):  # topics, and every principal's ACLs, as the super user
         res = subprocess.run([sys.executable, "-m", "shared.topics", "create"], cwd=REPO_ROOT,
                              env=_child_env(**stack.kafka_env(credentials.ADMIN), **stack.topic_env(),
-                                            KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap))  # fmt: skip
+                                            **stack.sites_env(), KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap))  # fmt: skip
         if res.returncode != 0:
             typer.echo("`python -m shared.topics create` failed", err=True)
             raise typer.Exit(res.returncode)
@@ -261,6 +347,9 @@ def up(demo: bool = typer.Option(True, help="Load demo data with `python -m depl
         _start_service(stack, name)
     for name in SERVICES:
         _wait_ready(stack, name)
+    for local in stack.sites:
+        _start_site(stack, local)
+        _wait_site(stack, local)
     if started:
         typer.echo(f"started {', '.join(started)}")
     if demo and started and _module_exists("deploy.demo"):
@@ -288,6 +377,8 @@ def _write_audit_env(stack: Stack) -> None:
                                                                                                "points_audit")}
     env |= {k: v for k, v in stack.kafka_env("auditor").items() if k.startswith("KAFKA_")}
     env |= {f"{name.upper()}_DATABASE_URL": stack.service_dsn(name) for name in SERVICES}
+    env |= stack.sites_env() | {f"SITE_{x.site.name.upper().replace('-', '_')}_DATABASE_URL": stack.site_dsn(x.site)
+                                for x in stack.sites}
     path = stack.root / "audit.env"
     path.touch(mode=0o600)
     path.chmod(0o600)
@@ -295,12 +386,15 @@ def _write_audit_env(stack: Stack) -> None:
 
 
 def _verify(stack: Stack) -> bool:
-    """The auditor's check of each service's log: event store against topic, one hash chain."""
+    """The auditor's check of each service's log and each site's: event store against topic, one hash chain."""
     ok = True
-    for name in SERVICES:
-        env = _child_env(KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, SERVICE_NAME=name, **stack.kafka_env("auditor"))
-        res = subprocess.run([sys.executable, "-m", "shared.verify", "--service", name,
-                              "--database-url", stack.service_dsn(name), "--json"],
+    chains = [(name, ["--service", name, "--database-url", stack.service_dsn(name)]) for name in SERVICES]
+    chains += [(f"site {x.site.name}", ["--site", x.site.name, "--database-url", stack.site_dsn(x.site)])
+               for x in stack.sites]
+    for name, args in chains:
+        env = _child_env(KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, SERVICE_NAME=name.split()[0],
+                         **stack.kafka_env("auditor"))
+        res = subprocess.run([sys.executable, "-m", "shared.verify", *args, "--json"],
                              cwd=REPO_ROOT, env=env, capture_output=True, text=True)
         try:
             report = json.loads(res.stdout)
@@ -340,6 +434,10 @@ def _print_table(stack: Stack) -> None:
         pid = stack.service_pid(name)
         state = f"running, /readyz {stack.readyz(name)}" if pid else "stopped"
         rows.append((name, state, str(pid or "-"), f"{stack.service_url(name)}/  (API docs: /docs)"))
+    for local in stack.sites:
+        pid = stack.site_pid(local.site)
+        rows.append((f"site {local.site.name}", "running" if pid else "stopped", str(pid or "-"),
+                     f"{local.url}/  (community {local.site.community_id})"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     header = ("component", "state", "pid", "address")
     for r in [header, *rows]:
@@ -352,6 +450,7 @@ def _print_table(stack: Stack) -> None:
 def down() -> None:
     """Stop the services, then Kafka, then PostgreSQL (harmless when nothing runs)."""
     stack = Stack()
+    _stop_sites(stack)
     _stop_services(stack)
     if not stack.external_kafka and (stack.kafka.pid is not None or stack.cluster):
         typer.echo("stopping Kafka")
@@ -391,6 +490,64 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         typer.echo(json.dumps(data, indent=2))
         return
     _print_table(stack)
+
+
+site_app = typer.Typer(no_args_is_help=True, help="Community sites of the local county (docs/sites.md).")
+app.add_typer(site_app, name="site")
+
+
+@site_app.command("add")
+def site_add(name: str = typer.Argument(..., help="The site's name: lower-case letters, digits, dashes."),
+             community: str = typer.Option(..., help="The one community the site takes declarations for."),
+             port: int = typer.Option(0, help="Its HTTP port (default: 8111, 8112, … in order of joining).")) -> None:
+    """A community joins as a site: its database, its Kafka principal and ACLs, the county's registry (the
+    county's services restart to read it), then the site itself. Run on a stack that is up."""
+    stack = Stack()
+    if not (stack.external_db or stack.postgres.running) or not (stack.external_kafka or stack.kafka.running):
+        typer.echo("the stack is not running: `make up` first", err=True)
+        raise typer.Exit(1)
+    joined = stack.sites
+    site = Site(name, community)
+    if any(x.site == site for x in joined):
+        typer.echo(f"site {name} (community {community}) has joined already")
+    else:
+        try:
+            parse_registry(",".join([*(f"{x.site.name}={x.site.community_id}" for x in joined), f"{name}={community}"]))
+        except RegistryError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        port = port or 8111 + len(joined)
+        create_database(stack.admin_dsn, sites.database_name(site))
+        if not stack.external_kafka:  # with an external Kafka its admin gives the site its user and ACLs
+            secrets = stack.ensure_secrets()
+            admin = Settings(kafka_bootstrap_servers=stack.bootstrap, **secrets.kafka_settings(credentials.ADMIN))
+            stack.secrets = run_sync(sites.admit(admin, [site], stack.secrets_file))
+        entries = [{"name": x.site.name, "community": x.site.community_id, "port": x.port} for x in joined]
+        stack.sites_file.write_text(json.dumps([*entries, {"name": name, "community": community, "port": port}],
+                                               indent=2) + "\n")
+        stack = Stack()
+        _write_audit_env(stack)
+        typer.echo(f"site {name} joined the registry (SITES={stack.sites_env()['SITES']}); restarting the county's "
+                   "services so they accept it")
+        _stop_services(stack)
+        for service in SERVICES:
+            _start_service(stack, service)
+        for service in SERVICES:
+            _wait_ready(stack, service)
+    for local in stack.sites:
+        if local.site == site:
+            _start_site(stack, local)
+            _wait_site(stack, local)
+            typer.echo(f"site {name}: {local.url} (community {community}; log {stack.log_dir}/{site.principal}.log)")
+
+
+@site_app.command("list")
+def site_list() -> None:
+    """The sites of the local county."""
+    stack = Stack()
+    for local in stack.sites:
+        state = "running" if stack.site_pid(local.site) else "stopped"
+        typer.echo(f"{local.site.name}\tcommunity {local.site.community_id}\t{local.url}\t{state}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from shared.events import Event, UnknownEventType, current_class, schema_uri, upcast
 from shared.events.compiled import decoder
 from shared.settings import Settings, get_settings
+from shared.sites import SITE_SERVICE
 
 SPECVERSION = "1.0"
 GENESIS_HASH = "0" * 64
@@ -130,8 +131,23 @@ def chain_hash(prev_hash: str, type_name: str, stream_id: str, version: int, bod
 
 
 def source_for(service: str, settings: Settings | None = None) -> str:
-    """CloudEvents ``source`` of a service in this deployment (absolute URI): ids are unique per source."""
+    """The CloudEvents ``source`` this process writes ``service``'s events as (absolute URI): ids are unique
+    per source, and each source is one hash chain. On a community site (``SITE``) the declarations
+    source is the site's (``site_source``); elsewhere the deployment's (``deployment_source``)."""
+    settings = settings or get_settings()
+    if settings.site and service == SITE_SERVICE:
+        return site_source(settings.site, settings)
+    return deployment_source(service, settings)
+
+
+def deployment_source(service: str, settings: Settings | None = None) -> str:
+    """The source of a county service of this deployment: ``https://points.hezhang.gov.cn/<deployment>/<service>``."""
     return f"{SOURCE_BASE}{(settings or get_settings()).deployment}/{service}"
+
+
+def site_source(site: str, settings: Settings | None = None) -> str:
+    """The source of community site ``site``: the deployment's declarations source plus ``/<site>``."""
+    return f"{deployment_source(SITE_SERVICE, settings)}/{site}"
 
 
 def legacy_source(service: str) -> str:

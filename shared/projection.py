@@ -40,12 +40,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from shared.envelope import Envelope, UndecodableRecord, decode, legacy_source, source_for
+from shared.envelope import Envelope, UndecodableRecord, decode, deployment_source, legacy_source, site_source
 from shared.events import UnknownEventType, event_class
 from shared.kafka import consumer_config, producer_config
 from shared.logging import get_logger
 from shared.settings import Settings
-from shared.topics import BY_SERVICE, DEAD_LETTER, Topic
+from shared.sites import SITE_SERVICE, Site, group_prefix, registry, this_site
+from shared.topics import BY_SERVICE, DEAD_LETTER, REVIEW, Topic
 
 if TYPE_CHECKING:
     from shared.replay import Replay
@@ -87,6 +88,11 @@ LOCK_CLASS = 7421
 DEDUP_WINDOW = 10_000  # offsets per partition: a relay re-sends within a batch or two (relay_batch_size 2000)
 RETRIES = 8
 REPORT_OFFSETS_S = 5.0  # how often the runner commits its stored offsets to the consumer group (lag tools)
+# On a site, a batch of records it only passes over (other communities') has nothing to write but its
+# offsets; they are stored with the next batch or within this long. Unstored, such records are read and
+# passed over again after a restart: nothing is applied twice, a site's database is spared a transaction
+# per batch of the whole county's traffic.
+PASSED_OVER_STORE_S = 1.0
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
 
@@ -134,30 +140,74 @@ async def table_digest(conn: asyncpg.Connection, table: str, order_by: str) -> s
 
 
 class Owners:
-    """Consumers accept an event type only from its owning service's source on its owning topic."""
+    """Consumers accept an event type only from its owning service's source on its owning topic.
+
+    Declarations events come from the deployment's declarations service or from a registered
+    community site (``SITES``, see shared/sites.py); a site's events only about its own community.
+    On a site (``SITE``), ``in_scope`` also says which records concern the site at all: its own
+    declarations and its own community's review stream. Records outside it are passed over before
+    decoding (never applied, never dead-lettered): a site's read models hold its own community."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._accepted: set[tuple[str, str, str]] = set()
+        # (topic, type, source) -> None (accepted) or the site whose community every such event must name
+        self._accepted: dict[tuple[str, str, str], Site | None] = {}
+        self._sites = {site_source(s.name, settings): s for s in registry(settings)}
+        site = this_site(settings)
+        self._scope: dict[str, tuple[int, bytes]] = {}  # topic -> (0: by ce_source, 1: by key, value)
+        if site is not None:
+            self._scope[BY_SERVICE[SITE_SERVICE].name(settings)] = (0, site_source(site.name, settings).encode())
+            self._scope[REVIEW.name(settings)] = (1, site.community_id.encode())  # keyed by community id
+
+    def in_scope(self, topic: str, record: ConsumerRecord[Any, Any]) -> bool:
+        rule = self._scope.get(topic)
+        if rule is None:
+            return True
+        kind, value = rule
+        if kind == 1:
+            return bool(record.key == value)
+        return any(k == "ce_source" and v == value for k, v in record.headers or ())
 
     def refusal(self, topic: str, env: Envelope) -> str | None:
-        if (topic, env.type, env.source) in self._accepted:
-            return None
+        key = (topic, env.type, env.source)
+        if key in self._accepted:
+            site = self._accepted[key]
+        else:
+            reason, site = self._check(topic, env)
+            if reason is not None:
+                return reason
+            if len(self._accepted) < 4096:  # a handful in practice; never a store a forger can grow
+                self._accepted[key] = site
+        if site is not None:
+            community = getattr(env.event, "community_id", site.community_id)
+            if community != site.community_id:
+                return (f"{env.type} from site {site.name!r}: a site writes only its own community's events "
+                        f"({site.community_id}), not community {community!r}")
+        return None
+
+    def _check(self, topic: str, env: Envelope) -> tuple[str | None, Site | None]:
         try:
             service = event_class(env.type).SERVICE
         except UnknownEventType as exc:
-            return str(exc)
+            return str(exc), None
         owning = BY_SERVICE.get(service)
         if owning is None:
-            return f"{env.type}: service {service!r} has no topic of its own"
+            return f"{env.type}: service {service!r} has no topic of its own", None
         if owning.name(self.settings) != topic:
-            return f"{env.type} belongs on {owning.name(self.settings)} ({service}'s topic), not on {topic}"
-        sources = (source_for(service, self.settings), legacy_source(service))  # the second: records before issue 9
-        if env.source not in sources:
-            return f"{env.type} comes only from {sources[0]}, not from {env.source!r}"
-        if len(self._accepted) < 4096:  # a handful in practice; never a store a forger can grow
-            self._accepted.add((topic, env.type, env.source))
-        return None
+            return f"{env.type} belongs on {owning.name(self.settings)} ({service}'s topic), not on {topic}", None
+        own = deployment_source(service, self.settings)
+        if env.source in (own, legacy_source(service)):  # the second: records before issue 9
+            return None, None
+        if service == SITE_SERVICE:
+            site = self._sites.get(env.source)
+            if site is not None:
+                return None, site
+            if env.source.startswith(own + "/"):
+                return (f"{env.type} comes from site {env.source[len(own) + 1:]!r}, which is not in the county's "
+                        "registry of sites (SITES)"), None
+            return (f"{env.type} comes only from {own} or a registered site ({own}/<site>), "
+                    f"not from {env.source!r}"), None
+        return f"{env.type} comes only from {own}, not from {env.source!r}", None
 
 
 Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
@@ -173,8 +223,12 @@ def prepare(batch: Batch, owners: Owners) -> Prepared:
     good: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
     dead: list[tuple[ConsumerRecord[Any, Any], str]] = []
     offsets: dict[TopicPartition, int] = {}
+    in_scope = owners.in_scope
     for tp, records in batch.items():
         for record in records:
+            offsets[tp] = record.offset + 1
+            if not in_scope(tp.topic, record):
+                continue
             try:
                 env = decode(record.headers, record.key, record.value)
             except UndecodableRecord as exc:
@@ -185,7 +239,6 @@ def prepare(batch: Batch, owners: Owners) -> Prepared:
                     good.append((record, env))
                 else:
                     dead.append((record, f"wrong source: {refusal}"))
-            offsets[tp] = record.offset + 1
     return good, dead, offsets
 
 
@@ -296,9 +349,9 @@ class ProjectionRunner:
         self.projection = projection
         self.settings = settings
         self.topic_names = [t.name(settings) for t in projection.topics]
-        # The deployment (its database) is in the group id: two installations sharing a topic
-        # namespace must not split the partitions between them.
-        self.group_id = f"{settings.topic_namespace}.{settings.deployment}.projection.{projection.name}"
+        # The deployment (its database) is in the group id, and the site on a site's machine: two
+        # installations (or a site and the county) sharing a topic namespace never split the partitions.
+        self.group_id = f"{group_prefix(settings)}projection.{projection.name}"
         self.owners = Owners(settings)
         self.consumer: AIOKafkaConsumer | None = None
         self.dead_letter_producer: AIOKafkaProducer | None = None
@@ -318,6 +371,9 @@ class ProjectionRunner:
         self._lock = (LOCK_CLASS, projection.name)
         self._pending: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._live = False  # in run(): batches only passed over may store their offsets later
+        self._passed_over: dict[TopicPartition, int] = {}  # their next offsets, not stored yet
+        self._passed_over_since = 0.0
         # A replay into a scratch schema has one writer per partition and starts empty: dedup in
         # memory, no locks, no offset checks (see catch_up(fresh=True)).
         self._recent: RecentIds | None = None
@@ -388,6 +444,16 @@ class ProjectionRunner:
 
     async def commit(self, prepared: Prepared, *, dead_letter: bool = True) -> None:
         """One transaction: rows, offsets, dedup ids; retried whole on a transient error."""
+        good, dead, offsets = prepared
+        if self._live and not good and not dead and offsets:  # passed over only (a site): store them later
+            if not self._passed_over:
+                self._passed_over_since = asyncio.get_running_loop().time()
+            self._passed_over.update(offsets)
+            if asyncio.get_running_loop().time() - self._passed_over_since < PASSED_OVER_STORE_S:
+                return
+        if self._passed_over:
+            prepared = (good, dead, {**self._passed_over, **offsets})
+            self._passed_over = {}
         # In a replay, dedup is decided once, in memory, before the transaction (and its retries).
         in_memory = None if self._recent is None else self._recent.fresh(prepared[0], prepared[2])
         for attempt in range(1, RETRIES + 1):
@@ -541,6 +607,7 @@ class ProjectionRunner:
             async def on_partitions_revoked(self, revoked: Any) -> None:
                 for tp in revoked:
                     runner.positions.pop(tp, None)
+                    runner._passed_over.pop(tp, None)  # whoever gets it next passes them over again
                 try:
                     await runner.flush()  # offsets go to Postgres with the rows; nothing else to hand over
                 except Reseek:
@@ -563,6 +630,7 @@ class ProjectionRunner:
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=self.group_id)
         consumer.subscribe(self.topic_names, listener=SeekToStored())
         self.consumer = consumer
+        self._live = True
         await consumer.start()
         log.info("projection.started", projection=self.projection.name, topics=self.topic_names,
                  group_id=self.group_id)
@@ -580,11 +648,17 @@ class ProjectionRunner:
                         await self.process_pipelined(batch)
                     else:
                         await self.flush()
+                        if self._passed_over:  # nothing more to read now: store what was passed over
+                            await self.commit(([], [], {}))
                 except Reseek as exc:
                     log.info("projection.reseek", projection=self.projection.name, reason=str(exc))
                     await self.seek_to_stored(consumer, consumer.assignment())
             await self.flush()
+            if self._passed_over:
+                await self.commit(([], [], {}))
         finally:
+            self._live = False
+            self._passed_over = {}
             self.consumer = None
             if self._pending is not None:
                 self._pending.cancel()

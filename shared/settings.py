@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,6 +51,25 @@ class Settings(BaseSettings):
                            "a Kafka password. Never set in an installation.",
     )
     timezone: str = Field("Asia/Shanghai", description="The county's civil time (month boundaries).")
+    site: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="On a community site's machine: this process is site <name>'s intake side (the declarations "
+                    "service): its events carry the site's source and chain, its read models hold its own "
+                    "community, its consumer groups are its own. Must be in SITES. Unset in the county.",
+    )
+    sites: str = Field(
+        "", description="The county's registry of community sites: name=community pairs separated by commas, e.g. "
+                        "`hz01=c-hz01,hz02=c-hz02`. Declarations events are accepted from these sites (each only "
+                        "about its own community). The same on every county service, every site and the auditor; "
+                        "a site is never removed (its history stays on the log). See docs/sites.md.",
+    )
+
+    @model_validator(mode="after")
+    def _registry_readable(self) -> Settings:
+        from shared.sites import this_site
+
+        this_site(self)  # RegistryError (a ValueError): a malformed SITES, or a SITE not in it
+        return self
 
 
 DEV_TOKEN_SECRET = "dev-only-secret-change-me-in-production-32b"

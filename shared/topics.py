@@ -36,6 +36,8 @@ from aiokafka.protocol.types import (
 
 from shared.kafka import client_config
 from shared.settings import Settings, get_settings
+from shared.sites import SITE_SERVICE, Site, registry
+from shared.sites import group_prefix as site_group_prefix
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,9 @@ def group_prefix(settings: Settings) -> str:
 
 
 def acl_bindings(settings: Settings, services: tuple[str, ...] = tuple(BY_SERVICE),
-                 auditor: str | None = AUDITOR) -> list[AclBinding]:  # fmt: skip
-    """Every ACL of the namespace: the service principals (named as the services) and the auditor."""
+                 auditor: str | None = AUDITOR, sites: tuple[Site, ...] | None = None) -> list[AclBinding]:  # fmt: skip
+    """Every ACL of the namespace: the service principals (named as the services), the auditor, and
+    each community site of the registry (``sites``; default: ``SITES``), as ``site-<name>``."""
     ns = settings.topic_namespace
     out: list[AclBinding] = []
 
@@ -170,6 +173,17 @@ def acl_bindings(settings: Settings, services: tuple[str, ...] = tuple(BY_SERVIC
             topic(service, t, Op.READ, Op.DESCRIBE)
         # Consumer groups: the runner names them "<namespace>.…" (deployment, projection).
         out.append(AclBinding(service, Resource.GROUP, group_prefix(settings), Pattern.PREFIXED, Op.READ))
+    # A site: the intake side of one community. It writes the declarations topic (its own source and
+    # community are checked by every consumer: shared/sites.py), reads the review topic, and uses
+    # consumer groups of its own only ("<namespace>.<deployment>.site-<name>.", shared.sites.group_prefix).
+    site_service = BY_SERVICE[SITE_SERVICE]
+    for site in registry(settings) if sites is None else sites:
+        topic(site.principal, site_service, Op.WRITE, Op.READ, Op.DESCRIBE)
+        topic(site.principal, DEAD_LETTER, Op.WRITE, Op.DESCRIBE)
+        for t in CONSUMES.get(SITE_SERVICE, ()):
+            topic(site.principal, t, Op.READ, Op.DESCRIBE)
+        groups = site_group_prefix(settings.model_copy(update={"site": site.name}))
+        out.append(AclBinding(site.principal, Resource.GROUP, groups, Pattern.PREFIXED, Op.READ))
     if auditor:
         for op in (Op.READ, Op.DESCRIBE, Op.DESCRIBE_CONFIGS):
             out.append(AclBinding(auditor, Resource.TOPIC, f"{ns}.", Pattern.PREFIXED, op))

@@ -9,6 +9,11 @@ chains side by side. It names the FIRST event, by chain position, that was alter
 deleted or reordered, in the store or on the topic, and every event where store and topic
 disagree; it exits 1 on any problem (2 on a usage error). ``--json`` prints one JSON object.
 
+Several chains may share a topic (the county's declarations service and each community site write
+the declarations topic, each with its own source): a chain is the records of its sources only
+(default: the sources its store's rows carry; ``--site NAME`` for a site's); the others are counted
+per source, not checked here.
+
 Kafka orders records only within a partition: on the topic, positions must rise within each
 partition and together make 1, 2, 3 … with no gap. A record the relay sent twice (a crash
 between send and mark) is reported as a repeat, not a problem. Rows at the end of the store
@@ -22,7 +27,7 @@ import argparse
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,9 +35,10 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.envelope import CHAIN_RECIPE, GENESIS_HASH, format_sequence
+from shared.envelope import CHAIN_RECIPE, GENESIS_HASH, format_sequence, site_source
 from shared.kafka import consumer_config
 from shared.settings import Settings, get_settings
+from shared.sites import SITE_SERVICE
 from shared.topics import BY_SERVICE
 
 # The chained fields, in the order of the recipe (after sequence and prevhash); their header names.
@@ -94,6 +100,8 @@ class Report:
     unpublished: int = 0
     problems: list[Problem] = field(default_factory=list)
     topic_seconds: float = 0.0
+    sources: list[str] = field(default_factory=list)  # the chain's sources ([]: every record of the topic)
+    other_sources: dict[str, int] = field(default_factory=dict)  # records of other chains on the topic, by source
 
     @property
     def ok(self) -> bool:
@@ -139,8 +147,15 @@ def topic_link(headers: Iterable[tuple[str, bytes]], value: bytes | None, partit
                 value or b"", partition, offset)
 
 
-async def read_topic(settings: Settings, topic: str) -> tuple[list[Link], list[tuple[str, str, str]], int]:
-    """(chained records, unchained records as (event id, hash, where), records read)."""
+async def read_topic(settings: Settings, topic: str, sources: Collection[str] | None = None,
+                     others: dict[str, int] | None = None) -> tuple[list[Link], list[tuple[str, str, str]], int]:
+    """(chained records, unchained records as (event id, hash, where), records read).
+
+    With ``sources``, only the records of those sources are the chain's (several chains share a topic:
+    the county's declarations service and each community site); records from before the chain with a
+    relative source (``/hezhang/<service>``) are kept too, to be matched with the store's legacy rows.
+    The others are counted per source in ``others``."""
+    wanted = None if sources is None else {x.encode() for x in sources}
     consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
     try:
         await consumer.start()
@@ -163,6 +178,13 @@ async def read_topic(settings: Settings, topic: str) -> tuple[list[Link], list[t
                     if r.offset >= ends[tp]:
                         break
                     count += 1
+                    if wanted is not None:
+                        source = next((v for k, v in r.headers if k == "ce_source"), b"")
+                        if source not in wanted and not source.startswith(b"/hezhang/"):
+                            if others is not None:
+                                name = source.decode(errors="replace")
+                                others[name] = others.get(name, 0) + 1
+                            continue
                     link = topic_link(r.headers, r.value, tp.partition, r.offset)
                     if link is not None:
                         links.append(link)
@@ -283,22 +305,32 @@ def _diff(expected: Link, got: Link) -> str:
         f" [{expected.where} → {got.where}]"
 
 
-async def verify(settings: Settings, topic: str) -> Report:
+async def verify(settings: Settings, topic: str, sources: Collection[str] | None = None) -> Report:
+    """One chain: the store of ``settings.database_url`` against the records of ``sources`` on ``topic``
+    (default: the sources the store's rows carry; every record when the store has none)."""
     conn = await asyncpg.connect(settings.database_url)
     try:
         store, legacy = await read_store(conn, topic)
+        if sources is None:
+            found = await conn.fetch("select distinct source from events where topic = $1 and source is not null",
+                                     topic)
+            sources = sorted(r["source"] for r in found) or None
     finally:
         await conn.close()
     began = time.perf_counter()
-    links, unchained, count = await read_topic(settings, topic)
+    others: dict[str, int] = {}
+    links, unchained, count = await read_topic(settings, topic, sources, others)
     report = compare(store, links, legacy_store=legacy, unchained=unchained)
-    report.topic_records = count
+    report.topic_records = count - sum(others.values())
+    report.sources = sorted(sources or ())
+    report.other_sources = others
     report.topic_seconds = time.perf_counter() - began
     return report
 
 
 def render(report: Report) -> str:
-    head = (f"store: {report.store_events:,} chained events; topic: {report.topic_records:,} records "
+    head = (f"{' '.join(report.sources) or 'every source'}: store: {report.store_events:,} chained events; "
+            f"topic: {report.topic_records:,} records "
             f"({report.topic_records / max(report.topic_seconds, 1e-9):,.0f}/s); legacy {report.legacy:,}, "
             f"repeats {report.repeats:,}, unpublished {report.unpublished:,}")
     if report.ok:
@@ -315,13 +347,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--service", choices=sorted(BY_SERVICE), help="default: SERVICE_NAME")
     parser.add_argument("--database-url", help="the service's event store (default: DATABASE_URL)")
     parser.add_argument("--topic", help="default: the service's topic in TOPIC_NAMESPACE")
+    parser.add_argument("--site", help="a community site's chain (its database in --database-url): the records of "
+                                       "its source only (docs/sites.md)")
+    parser.add_argument("--source", action="append", help="the chain's source (repeatable; default: the store's)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.database_url:
         settings = settings.model_copy(update={"database_url": args.database_url})
-    topic = args.topic or BY_SERVICE[args.service or settings.service_name].name(settings)
-    report = asyncio.run(verify(settings, topic))
+    service = SITE_SERVICE if args.site else args.service or settings.service_name
+    topic = args.topic or BY_SERVICE[service].name(settings)
+    sources = args.source or ([site_source(args.site, settings)] if args.site else None)
+    report = asyncio.run(verify(settings, topic, sources))
     print(orjson.dumps(report.as_json()).decode() if args.json else render(report))
     raise SystemExit(0 if report.ok else 1)
 

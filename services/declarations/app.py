@@ -15,6 +15,7 @@ from services.declarations.ledger import LedgerProjection
 from services.declarations.pipeline import Pipeline
 from shared.service import Runtime, create_app
 from shared.settings import Settings
+from shared.sites import this_site
 
 READ_MODELS = (LedgerProjection, CertifiedMonths)  # what the service builds from the log (the auditor replays them)
 
@@ -39,7 +40,9 @@ def build(settings: Settings | None = None, config: DeclarationsConfig | None = 
             rt: Runtime = app.state.runtime
             cache = app.state.catalogue = CatalogueCache(rt.store)
             await cache.seed(rt.pool, config.rules_file, seed_recorded(app.state.clock()))
-            app.state.pipeline = Pipeline(rt.pool, rt.store, cache, shards=config.shards)
+            site = this_site(rt.settings)
+            app.state.pipeline = Pipeline(rt.pool, rt.store, cache, shards=config.shards,
+                                          community=None if site is None else site.community_id)
             try:
                 yield
             finally:

@@ -71,8 +71,9 @@ def shard_key(command: Command) -> str | None:
 
 class Pipeline:
     def __init__(self, pool: asyncpg.Pool, store: EventStore, catalogue: CatalogueCache, *, shards: int = 1,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, community: str | None = None) -> None:
         self.pool, self.store, self.catalogue = pool, store, catalogue
+        self.community = community  # on a community site: the one community whose events it may write
         self.max_batch = max_batch
         self.queues: list[asyncio.Queue[Job]] = [asyncio.Queue() for _ in range(shards)]
         self.tasks: list[asyncio.Task[None]] = []
@@ -184,6 +185,8 @@ class Pipeline:
         for i in todo:
             job = jobs[i]
             outcome = decide(job.command, view.state())
+            if not isinstance(outcome, Rejected) and self.community is not None:
+                outcome = only_this_site(outcome, self.community)
             if isinstance(outcome, Rejected):
                 results[i] = outcome
                 refused.append(job.key)
@@ -271,6 +274,15 @@ class _Working:
 
     def changed(self) -> dict[str, Aggregate]:
         return {s: a for s, a in self.aggregates.items() if a is not None and a is not self.before.get(s)}
+
+
+def only_this_site(events: list[Event], community: str) -> list[Event] | Rejected:
+    """A site writes only its own community's events (the county's consumers refuse any other from it)."""
+    others = sorted({c for e in events if (c := getattr(e, "community_id", community)) != community})
+    if others:
+        return Rejected(f"本站点只受理社区 {community} 的数据；社区 {'、'.join(others)} 的数据请在其所在社区的站点办理",
+                        status=403, code="other_site", site_community=community)
+    return events
 
 
 def _by_stream(events: list[Event]) -> list[tuple[str, str, list[Event]]]:

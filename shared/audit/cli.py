@@ -2,7 +2,8 @@
 
 Run it with the read-only ``auditor`` Kafka credential. Where things are comes from the
 environment (``KAFKA_*``, ``TOPIC_NAMESPACE``, ``<SERVICE>_DATABASE_URL`` for each service's
-database, ``AUDIT_DATABASE_URL`` for the auditor's own scratch database) or from an env file:
+database, ``AUDIT_DATABASE_URL`` for the auditor's own scratch database; with community sites,
+``SITES`` and ``SITE_<NAME>_DATABASE_URL`` for each site's store) or from an env file:
 ``make up`` writes ``.stack/audit.env`` (mode 600), read by default when it exists.
 
 Every command takes ``--json``; the exit status is 1 on any discrepancy, 2 when Kafka or
@@ -35,9 +36,11 @@ from rich.table import Table
 from shared import verify as chain
 from shared.audit import diff, evidence, explain, months, standing
 from shared.audit.log import Log, read_log
+from shared.envelope import site_source
 from shared.events import load_catalogue
 from shared.logging import configure_logging
 from shared.settings import Settings, get_settings
+from shared.sites import SITE_SERVICE, Site, registry
 from shared.topics import BY_SERVICE
 
 app = typer.Typer(help="审计工具：校验日志、重放比对、解释积分、导出证据包。", no_args_is_help=True,
@@ -72,6 +75,49 @@ def service_dsn(service: str) -> str:
     if not dsn:
         fail(f"未配置 {service.upper()}_DATABASE_URL（{service} 服务的数据库）")
     return dsn
+
+
+def site_dsn(site: Site) -> str:
+    var = f"SITE_{site.name.upper().replace('-', '_')}_DATABASE_URL"
+    dsn = os.environ.get(var)
+    if not dsn:
+        fail(f"未配置 {var}（社区站点 {site.name} 的数据库）")
+    return dsn
+
+
+def chains(services: list[str], s: Settings) -> list[tuple[str, str, list[str] | None]]:
+    """Each chain to verify: (name, its store, its sources or None for the store's own). The declarations
+    topic holds the county's declarations chain (when it runs one: DECLARATIONS_DATABASE_URL, or no
+    sites) and one chain per registered community site (``declarations/<site>``, SITE_<NAME>_DATABASE_URL)."""
+    out: list[tuple[str, str, list[str] | None]] = []
+    sites = registry(s)
+    for name in services:
+        if name != SITE_SERVICE or not sites or os.environ.get(f"{name.upper()}_DATABASE_URL"):
+            out.append((name, service_dsn(name), None))
+        if name == SITE_SERVICE:
+            out += [(f"{name}/{site.name}", site_dsn(site), [site_source(site.name, s)]) for site in sites]
+    return out
+
+
+def unverified_sources(reports: dict[str, chain.Report]) -> dict[str, dict[str, int]]:
+    """Records on a topic that belong to none of the chains verified on it (an unregistered site, a forger
+    with another source), by topic (service) and source."""
+    out: dict[str, dict[str, int]] = {}
+    by_topic: dict[str, list[chain.Report]] = {}
+    for name, report in reports.items():
+        by_topic.setdefault(name.partition("/")[0], []).append(report)
+    for topic, found in by_topic.items():
+        covered = {x for r in found for x in r.sources}
+        if any(not r.sources for r in found):  # a chain over every record: nothing else to account for
+            continue
+        stray: dict[str, int] = {}
+        for r in found:
+            for source, n in r.other_sources.items():
+                if source not in covered:
+                    stray[source] = max(stray.get(source, 0), n)
+        if stray:
+            out[topic] = stray
+    return out
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -124,21 +170,25 @@ def emit(data: Any) -> None:
 def verify_cmd(service: Annotated[list[str] | None, typer.Option(help="要校验的服务（可多次给出；默认全部）")] = None,
                as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """校验每个服务的哈希链（事件库与主题逐条对照）和每个已认定月份的条数、总分与摘要。"""
+    service_given = bool(service)
     service = service or list(SERVICES)
     for name in service:
         if name not in BY_SERVICE:
             fail(f"没有名为 {name} 的服务（可选：{'、'.join(SERVICES)}）")
     s = settings()
     reports = {}
-    for name in service:
+    for name, dsn, sources in chains(service, s):
         with reading(f"校验 {name} 的哈希链", as_json):
-            reports[name] = run(chain.verify(s.model_copy(update={"database_url": service_dsn(name)}),
-                                             BY_SERVICE[name].name(s)))
+            reports[name] = run(chain.verify(s.model_copy(update={"database_url": dsn}),
+                                             BY_SERVICE[name.partition("/")[0]].name(s), sources))
+    unverified = unverified_sources(reports) if not service_given else {}
     log = load(("review",), as_json)
     checks = months.check_months(log)
-    ok = all(r.ok for r in reports.values()) and all(c.ok for c in checks) and not log.refused
+    ok = (all(r.ok for r in reports.values()) and all(c.ok for c in checks) and not log.refused
+          and not unverified)
     if as_json:
         emit({"ok": ok, "chains": {n: r.as_json() for n, r in reports.items()},
+              "unverified_sources": unverified,
               "months": [c.__dict__ for c in checks],
               "refused": [{"topic": t, "partition": p, "offset": o, "reason": why} for t, p, o, why in log.refused]})
     else:
@@ -157,6 +207,10 @@ def verify_cmd(service: Annotated[list[str] | None, typer.Option(help="要校验
         out.print(mt)
         for t, p, o, why in log.refused:
             out.print(f"来源不符或无法解码：{t} 分区 {p} 偏移 {o}：{why}", highlight=False, markup=False, style="red")
+        for name, by_source in unverified.items():
+            for source, n in by_source.items():
+                out.print(f"{name} 主题上有 {n} 条记录来自未登记、未校验的来源：{source}", highlight=False,
+                          markup=False, style="red")
         out.print("[green]全部一致[/green]" if ok else "[red]发现问题[/red]")
     raise typer.Exit(0 if ok else 1)
 
