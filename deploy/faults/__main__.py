@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import sys
 import time
@@ -17,11 +19,13 @@ from deploy.faults.load import Load, seed
 from deploy.faults.report import show
 from deploy.faults.suite import Row, run_fault, settle
 from shared.events import load_catalogue
+from shared.logging import configure_logging
 from shared.settings import get_settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console(width=None if sys.stdout.isatty() else 200)
-KINDS = ("broker", "postgres", "services", "duplicates", "poison", "site")
+SERVICE_KINDS = ("declarations", "review", "ranking", "exchange")
+KINDS = ("broker", "postgres", *SERVICE_KINDS, "duplicates", "poison", "site")
 
 
 def plan(kinds: list[str], fault_seconds: float, site_cut_seconds: float, duplicates: int) -> list[f.Fault]:
@@ -31,8 +35,8 @@ def plan(kinds: list[str], fault_seconds: float, site_cut_seconds: float, duplic
             out.append(f.broker_killed(1, fault_seconds))
         elif kind == "postgres":
             out.append(f.postgres_restarted())
-        elif kind == "services":
-            out += [f.service_killed(name, fault_seconds) for name in ("declarations", "review", "ranking", "exchange")]
+        elif kind in SERVICE_KINDS:
+            out.append(f.service_killed(kind, fault_seconds))
         elif kind == "duplicates":
             out.append(f.duplicates(duplicates))
         elif kind == "poison":
@@ -81,9 +85,12 @@ def run(faults: str = typer.Option(",".join(KINDS), help=f"Which faults, in orde
         after: float = typer.Option(15.0, help="Seconds of load after each fault ends, before the checks."),
         duplicates: int = typer.Option(50, help="Records per partition re-produced by the duplicates fault."),
         keep: bool = typer.Option(False, help="Keep the stack's folder (logs, data) afterwards."),
+        report_json: str = typer.Option("", help="Also write the rows as JSON to this file."),
         stack_dir: str = typer.Option("", help="The stack's folder (default: a fresh temporary one)."),
         ) -> None:
     """Start a cluster-mode stack, run the faults under load, print the table; exit 1 on any loss."""
+    configure_logging("fault-suite", logging.ERROR)  # the replays' dead-letter warnings are the point, not news
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its retries while a broker is down, likewise
     chosen = plan([k.strip() for k in faults.split(",") if k.strip()], fault_seconds, site_cut_seconds, duplicates)
     harness = Harness.create(Path(stack_dir) if stack_dir else None)
     console.log(f"stack in {harness.root}; load average {os.getloadavg()}", markup=False, highlight=False)
@@ -98,6 +105,8 @@ def run(faults: str = typer.Option(",".join(KINDS), help=f"Which faults, in orde
     finally:
         harness.down(keep=keep)
     show(rows, console)
+    if report_json:
+        Path(report_json).write_text(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
     console.print(f"run took {time.monotonic() - started:.0f} s; load average {os.getloadavg()}")
     if not rows or not all(r.ok for r in rows):
         raise typer.Exit(1)

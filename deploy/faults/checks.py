@@ -16,7 +16,7 @@ from services.ranking.projection import RankingProjection
 from shared import verify as chain
 from shared.audit import diff
 from shared.audit.log import read_log
-from shared.envelope import site_source
+from shared.envelope import deployment_source, site_source
 from shared.events.declarations import DeclarationSubmitted
 from shared.kafka import consumer_config
 from shared.projection import Projection, partitions_of
@@ -96,8 +96,8 @@ async def models_differing(harness: Harness, settings: Settings) -> dict[str, in
 async def chains(harness: Harness, settings: Settings) -> dict[str, str]:
     """Each chain (a service's, the site's) verified against its store: "" when it verifies, else the problem."""
     out = {}
-    todo: list[tuple[str, str, str, list[str] | None]] = [
-        (s, harness.service_dsn(s), BY_SERVICE[s].name(settings), None) for s in SERVICES]
+    todo = [(s, harness.service_dsn(s), BY_SERVICE[s].name(settings), [deployment_source(s, settings)])
+            for s in SERVICES]  # the sources named: records of any other (poison, forgeries) are set aside
     todo.append((f"site {SITE.name}", harness.site_dsn(), BY_SERVICE["declarations"].name(settings),
                  [site_source(SITE.name, settings)]))
     for name, dsn, topic, sources in todo:

@@ -33,6 +33,14 @@ class Row:
     chains: dict[str, str] = field(default_factory=dict)  # chain -> "" or its first problem
     notes: list[str] = field(default_factory=list)
 
+    def as_json(self) -> dict[str, object]:
+        t = self.tally
+        return {"fault": self.fault, "load": round(self.load, 2), "acknowledged": t.acknowledged, "lost": t.lost,
+                "doubled": t.doubled, "reordered": t.reordered, "copies": t.copies,
+                "streams_out_of_order": t.streams_out_of_order, "first_ack_s": self.first_ack_s,
+                "caught_up_s": self.caught_up_s, "models": self.models, "chains": self.chains, "notes": self.notes,
+                "ok": self.ok}
+
     @property
     def ok(self) -> bool:
         return (self.tally.clean and not any(self.models.values()) and not any(self.chains.values())
