@@ -37,6 +37,9 @@ def _free_run(n: int) -> int:
 
 @dataclass
 class Harness:
+    """(*) deploy.stack's start-up checks look for the module in the process's command line; right after
+    the fork it is still the parent's, so under load a fresh process can look as if it had exited."""
+
     root: Path
     env: dict[str, str] = field(default_factory=dict)
     site_proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +70,13 @@ class Harness:
         """``make up-cluster`` in our folder, then the site joins (its database, principal, ACLs, registry)."""
         self._cli("up", "--cluster", "--no-demo")
         self.site_port = free_port()
-        self._cli("site", "add", SITE.name, "--community", SITE.community_id, "--port", str(self.site_port))
+        for attempt in range(3):  # `site add` is idempotent; its start-up check can race a fresh process (*)
+            try:
+                self._cli("site", "add", SITE.name, "--community", SITE.community_id, "--port", str(self.site_port))
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
         stack = self.stack
         pid = stack.site_pid(SITE)
         if pid is not None:  # started with its relay inside: run it again with the relay apart
@@ -140,6 +149,7 @@ class Harness:
         stack = self.stack
         stack.service_pid_file(name).unlink(missing_ok=True)
         local_stack._start_service(stack, name)
+        time.sleep(0.5)  # (*) until the child has exec'd, its command line is ours and it looks "exited"
         local_stack._wait_ready(stack, name, timeout=120)
 
     def start_site_relay(self) -> None:
