@@ -57,6 +57,7 @@ async def suite(harness: Harness, faults: list[f.Fault], rate: float, subjects: 
     load = Load(targets, rate)
     stop = asyncio.Event()
     running = asyncio.create_task(load.run(stop))
+    supervisor = asyncio.create_task(supervise(harness, stop))
     rows: list[Row] = []
     try:
         since = time.monotonic()
@@ -71,8 +72,17 @@ async def suite(harness: Harness, faults: list[f.Fault], rate: float, subjects: 
     finally:
         stop.set()
         await running
+        await supervisor
     await settle(harness, settings)
     return rows
+
+
+async def supervise(harness: Harness, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if harness.keep_site_relay_up():
+            console.log(f"site relay had exited: started again ({harness.relay_restarts} so far)", markup=False,
+                        highlight=False)
+        await asyncio.sleep(1.0)
 
 
 @app.command()
@@ -105,6 +115,9 @@ def run(faults: str = typer.Option(",".join(KINDS), help=f"Which faults, in orde
     finally:
         harness.down(keep=keep)
     show(rows, console)
+    if harness.relay_restarts:
+        console.print(f"the site's relay exited on its own {harness.relay_restarts} time(s) and was started again "
+                      "by the suite's supervisor")
     if report_json:
         Path(report_json).write_text(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
     console.print(f"run took {time.monotonic() - started:.0f} s; load average {os.getloadavg()}")

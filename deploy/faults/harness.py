@@ -45,6 +45,7 @@ class Harness:
     site_proc: subprocess.Popen[bytes] | None = None
     relay_proc: subprocess.Popen[bytes] | None = None
     site_port: int = 0
+    relay_restarts: int = 0
 
     @classmethod
     def create(cls, root: Path | None = None) -> Harness:
@@ -158,6 +159,15 @@ class Harness:
                                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                            stderr=open(self.stack.log_dir / "site-faults-relay.log", "ab"),
                                            start_new_session=True)
+
+    def keep_site_relay_up(self) -> bool:
+        """The supervisor's part (systemd ``Restart=always`` on a site): a relay that exited on its own is
+        started again; the standalone relay exits when PostgreSQL restarts under it. True if restarted."""
+        if self.relay_proc is not None and self.relay_proc.poll() is not None:
+            self.relay_restarts += 1
+            self.start_site_relay()
+            return True
+        return False
 
     def stop_site_relay(self) -> None:
         if self.relay_proc is not None and self.relay_proc.poll() is None:
