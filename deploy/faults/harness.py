@@ -18,7 +18,16 @@ from pathlib import Path
 
 from deploy import credentials
 from deploy import stack as local_stack
-from deploy.local import REPO_ROOT, free_port, pid_alive, port_open, stop_process, terminate, wait_until_ready
+from deploy.local import (
+    REPO_ROOT,
+    ensure_kafka_libs,
+    free_port,
+    pid_alive,
+    port_open,
+    stop_process,
+    terminate,
+    wait_until_ready,
+)
 from shared.settings import Settings
 from shared.sites import Site
 
@@ -69,6 +78,7 @@ class Harness:
 
     def up(self) -> None:
         """``make up-cluster`` in our folder, then the site joins (its database, principal, ACLs, registry)."""
+        self._start_kafka(timeout=600)
         self._cli("up", "--cluster", "--no-demo")
         self.site_port = free_port()
         for attempt in range(3):  # `site add` is idempotent; its start-up check can race a fresh process (*)
@@ -85,6 +95,16 @@ class Harness:
         self.site_proc = self._site_process(RUN_RELAY="false")
         wait_until_ready(f"site {SITE.name}", self.site_url, self.site_proc, self.stack.log_dir / "site-faults.log", 90)
         self.start_site_relay()
+
+    def _start_kafka(self, timeout: float) -> None:
+        """The three nodes first, with time to spare: on a busy machine they take longer than ``up`` waits.
+        ``up --cluster`` then finds them running (the folder is marked as a cluster's, as ``up`` does)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "cluster").write_text("3 Kafka nodes\n")
+        stack = self.stack
+        stack.ensure_secrets()
+        ensure_kafka_libs(REPO_ROOT)
+        stack.kafka.start(timeout=timeout)
 
     def down(self, keep: bool = False) -> None:
         self.stop_site_relay()
