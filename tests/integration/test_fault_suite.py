@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("broker", "ranking", "duplicates", "site")
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1600)  # minutes on an idle machine; a busy one starts three JVMs slowly
 def test_given_a_short_fault_suite_then_nothing_is_lost_doubled_or_reordered(tmp_path: Path) -> None:
     report = tmp_path / "faults.json"
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
@@ -29,7 +29,7 @@ def test_given_a_short_fault_suite_then_nothing_is_lost_doubled_or_reordered(tmp
     res = subprocess.run([sys.executable, "-m", "deploy.faults", "--faults", ",".join(FAULTS), "--rate", "10",
                           "--subjects", "100", "--steady", "2", "--fault-seconds", "5", "--site-cut-seconds", "5",
                           "--after", "4", "--duplicates", "20", "--report-json", str(report)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     print(res.stdout[-6000:])
     assert report.exists(), res.stderr[-4000:]
     rows = json.loads(report.read_text())
