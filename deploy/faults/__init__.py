@@ -1,0 +1,7 @@
+"""The fault suite: ``python -m deploy.faults`` (docs/deploy.md, "Fault suite").
+
+A cluster-mode stack of its own (three Kafka nodes, RF 3, min ISR 2, SASL + ACLs; PostgreSQL; the four
+services and one community site as processes), a steady load of declarations through the HTTP intake
+API, and one fault after another. After each: every acknowledged command is on the log exactly once,
+per-stream order holds, every read model equals a rebuild, every chain verifies.
+"""
