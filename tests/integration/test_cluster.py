@@ -67,14 +67,26 @@ async def layout(settings: Settings, topic: str) -> dict[int, tuple[int, list[in
             for p in described[0]["partitions"]}
 
 
+async def settled_layout(settings: Settings, topic: str, within_s: float = 60.0
+                         ) -> dict[int, tuple[int, list[int], list[int]]]:
+    """The topic's layout once every partition has a leader and three replicas in sync (a new
+    topic's metadata reaches the brokers a moment after it is created)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        got = await layout(settings, topic)
+        if (got and all(lead >= 0 and len(isr) == 3 for lead, _, isr in got.values())) or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.5)
+
+
 async def test_given_three_nodes_when_a_leader_is_killed_under_load_then_no_acknowledged_record_is_lost(
     cluster: KafkaCluster,
 ) -> None:
     settings = settings_for(cluster)
     topic = DECLARATIONS.name(settings)
     await create_topics(settings, (DECLARATIONS,))
-    before = await layout(settings, topic)
-    assert all(len(r) == 3 and len(isr) == 3 for _, r, isr in before.values()), before
+    before = await settled_layout(settings, topic)
+    assert before and all(len(r) == 3 and len(isr) == 3 for _, r, isr in before.values()), before
 
     acked: dict[int, list[int]] = defaultdict(list)  # key -> sequence numbers acknowledged, in ack order
     acked_at: dict[int, list[float]] = defaultdict(list)  # partition -> ack times
