@@ -102,14 +102,9 @@ delete from rk_ranking_digests r using recomputed p where r.scope = p.scope and 
 create temp table rk_changed on commit drop as
 select d.scope, d.category, d.period from rk_next_digests d left join rk_ranking_digests o
     using (scope, category, period) where o.digest is distinct from d.digest;
-delete from rk_rankings r using rk_changed c where (r.scope, r.category, r.period) = (c.scope, c.category, c.period)
-    and not exists (select from rk_next n where (n.scope, n.category, n.period, n.subject_id)
-                                                = (r.scope, r.category, r.period, r.subject_id));
+delete from rk_rankings r using rk_changed c where (r.scope, r.category, r.period) = (c.scope, c.category, c.period);
 insert into rk_rankings select n.* from rk_next n join rk_changed c using (scope, category, period)
-    on conflict (scope, category, period, subject_id) do update
-    set score = excluded.score, rank = excluded.rank, from_bottom = excluded.from_bottom, not_ranked = excluded.not_ranked
-    where (rk_rankings.score, rk_rankings.rank, rk_rankings.from_bottom, rk_rankings.not_ranked)
-          is distinct from (excluded.score, excluded.rank, excluded.from_bottom, excluded.not_ranked);
+    order by n.scope, n.category, n.period, n.rank, n.subject_id;
 insert into rk_ranking_digests select * from rk_next_digests on conflict (scope, category, period) do update
     set digest = excluded.digest, ranked = excluded.ranked, not_ranked = excluded.not_ranked, months = excluded.months
     where (rk_ranking_digests.digest, rk_ranking_digests.ranked, rk_ranking_digests.not_ranked,
@@ -152,7 +147,9 @@ async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], cer
                            [m for _, m in pairs], list(CATEGORIES))
     await conn.execute(DIGEST, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
                        [",".join(sorted({m for _, m in pairs})) for _, _, pairs in targets])
-    await conn.execute(WRITE)
+    await conn.execute("analyze rk_next; analyze rk_next_digests")
+    for statement in WRITE.split(";\n"):
+        await conn.execute(statement)
     rows = await conn.fetch("select * from rk_next_digests")
     await conn.execute("drop table rk_month_scores, rk_next, rk_next_digests, rk_changed")
     return [Ranked(r["scope"], r["category"], r["period"], r["digest"], r["ranked"], r["not_ranked"],
