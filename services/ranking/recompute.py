@@ -50,9 +50,11 @@ MONTH_SCORES = """
 create temp table rk_month_scores on commit drop as
 with certified(community_id, month) as (select * from unnest($1::text[], $2::text[]))
 select community_id, month, subject_id, category, sum(points)::bigint as score from (
-    select community_id, month, a.subject_id, a.category, a.points from rk_awards a join certified using (community_id, month)
+    select community_id, month, a.subject_id, a.category, a.points
+    from rk_awards a join certified using (community_id, month)
     union all
-    select community_id, month, r.subject_id, r.category, r.delta from rk_corrections r join certified using (community_id, month)
+    select community_id, month, r.subject_id, r.category, r.delta
+    from rk_corrections r join certified using (community_id, month)
 ) s group by community_id, month, subject_id, category"""
 NEXT = """
 create temp table rk_next (like rk_rankings) on commit drop;
@@ -91,14 +93,13 @@ from rk_next n join unnest($1::text[], $2::text[], $3::text[]) as m(scope, perio
      on m.scope = n.scope and m.period = n.period
 group by n.scope, n.category, n.period, m.months"""
 # Write what differs: rankings gone from a recomputed (scope, period), then the rows of the rankings
-# whose digest changed (rows no longer there, rows new or different), then the digests.
+# whose digest changed (all their rows: a shifted rank touches most of them), then the digests.
 WRITE = """
-with recomputed as (select distinct scope, period from rk_next_digests)
-delete from rk_rankings r using recomputed p where r.scope = p.scope and r.period = p.period
-    and not exists (select from rk_next_digests d where (d.scope, d.category, d.period) = (r.scope, r.category, r.period));
-with recomputed as (select distinct scope, period from rk_next_digests)
-delete from rk_ranking_digests r using recomputed p where r.scope = p.scope and r.period = p.period
-    and not exists (select from rk_next_digests d where (d.scope, d.category, d.period) = (r.scope, r.category, r.period));
+create temp table rk_recomputed on commit drop as select distinct scope, period from rk_next_digests;
+delete from rk_rankings r using rk_recomputed p where (r.scope, r.period) = (p.scope, p.period) and not exists
+    (select from rk_next_digests d where (d.scope, d.category, d.period) = (r.scope, r.category, r.period));
+delete from rk_ranking_digests r using rk_recomputed p where (r.scope, r.period) = (p.scope, p.period) and not exists
+    (select from rk_next_digests d where (d.scope, d.category, d.period) = (r.scope, r.category, r.period));
 create temp table rk_changed on commit drop as
 select d.scope, d.category, d.period from rk_next_digests d left join rk_ranking_digests o
     using (scope, category, period) where o.digest is distinct from d.digest;
@@ -151,7 +152,7 @@ async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], cer
     for statement in WRITE.split(";\n"):
         await conn.execute(statement)
     rows = await conn.fetch("select * from rk_next_digests")
-    await conn.execute("drop table rk_month_scores, rk_next, rk_next_digests, rk_changed")
+    await conn.execute("drop table rk_month_scores, rk_next, rk_next_digests, rk_recomputed, rk_changed")
     return [Ranked(r["scope"], r["category"], r["period"], r["digest"], r["ranked"], r["not_ranked"],
                    tuple(r["months"])) for r in rows]
 
@@ -203,8 +204,8 @@ async def talks_and_nominations(conn: asyncpg.Connection, community: str, months
                group by s.subject_id""", community, month, list(FEMALE))
         if women:
             members = [Member(w["subject_id"], community, w["registered_on"], w["moved_out_on"]) for w in women]
-            entries = rank(members, {w["subject_id"]: w["total"] for w in women}, periods.month(month))
-            noms += [(community, month, "woman", e.subject_id, e.rank, e.score) for e in nominees(entries)]
+            by_total = rank(members, {w["subject_id"]: w["total"] for w in women}, periods.month(month))
+            noms += [(community, month, "woman", e.subject_id, e.rank, e.score) for e in nominees(by_total)]
         await conn.executemany("insert into rk_talks_due values ($1, $2, $3, $4, $5) on conflict do nothing", talks)
         await conn.executemany("insert into rk_nominations values ($1, $2, $3, $4, $5, $6)", noms)
 
