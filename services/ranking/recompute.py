@@ -45,56 +45,58 @@ class Changed:
     consequences: dict[str, dict[tuple[str, str], str]]  # community -> (subject, consequence) -> basis
 
 
-# Scores per (community, month, subject, category) of the certified months a batch needs: summed once.
-MONTH_SCORES = """
-create temp table rk_month_scores on commit drop as
-with certified(community_id, month) as (select * from unnest($1::text[], $2::text[]))
-select community_id, month, subject_id, category, sum(points)::bigint as score from (
-    select community_id, month, a.subject_id, a.category, a.points
-    from rk_awards a join certified using (community_id, month)
-    union all
-    select community_id, month, r.subject_id, r.category, r.delta
-    from rk_corrections r join certified using (community_id, month)
-) s group by community_id, month, subject_id, category"""
-NEXT = """
-create temp table rk_next (like rk_rankings) on commit drop;
-create temp table rk_next_digests (like rk_ranking_digests) on commit drop"""
-# domain.ranking.rank: every member of each category, 1 + how many score strictly better (from the top
-# and from the bottom) among those registered for the whole period; the others not ranked, with the reason.
+# domain.ranking.rank for every target (scope, period) at once: every member of each category, 1 + how
+# many score strictly better (from the top and from the bottom) among those registered for the whole
+# period; the others not ranked, with the reason. Scores per community month are summed once.
 RANK = f"""
-insert into rk_next
-with certified(community_id, month) as (select * from unnest($5::text[], $6::text[])),
-scores as (select subject_id, category, sum(score)::bigint as score from rk_month_scores
-           join certified using (community_id, month) group by subject_id, category),
+create temp table rk_next on commit drop as
+with target(scope, period, first_day, last_day) as (
+    select * from unnest($1::text[], $2::text[], $3::date[], $4::date[])),
+pair(scope, period, community_id, month) as (select * from unnest($5::text[], $6::text[], $7::text[], $8::text[])),
+month_scores as materialized (
+    select community_id, month, subject_id, category, sum(points)::bigint as score from (
+        select a.community_id, a.month, a.subject_id, a.category, a.points from rk_awards a
+        where (a.community_id, a.month) in (select community_id, month from pair)
+        union all
+        select r.community_id, r.month, r.subject_id, r.category, r.delta from rk_corrections r
+        where (r.community_id, r.month) in (select community_id, month from pair)
+    ) s group by community_id, month, subject_id, category),
+scores as (select p.scope, p.period, m.subject_id, m.category, sum(m.score)::bigint as score
+           from month_scores m join pair p using (community_id, month) group by 1, 2, 3, 4),
 members as (
-    select s.subject_id, c.category, coalesce(sc.score, 0) as score,
-           case when s.registered_on > $3 then '{JOINED_MID_PERIOD}'
-                when s.moved_out_on <= $4 then '{MOVED_OUT_MID_PERIOD}' end as not_ranked
-    from rk_subjects s cross join lateral unnest(s.categories) as c(category)
-    left join scores sc on sc.subject_id = s.subject_id and sc.category = c.category
-    where ($1 = '{COUNTY}' or s.community_id = $1) and c.category = any($7::text[]))
-select $1, category, $2, subject_id, score,
-       case when not_ranked is null then rank() over (partition by category, not_ranked is null
-                                                      order by score desc) end,
-       case when not_ranked is null then rank() over (partition by category, not_ranked is null
-                                                      order by score) end,
+    select t.scope, t.period, s.subject_id, c.category, coalesce(sc.score, 0)::bigint as score,
+           case when s.registered_on > t.first_day then '{JOINED_MID_PERIOD}'
+                when s.moved_out_on <= t.last_day then '{MOVED_OUT_MID_PERIOD}' end as not_ranked
+    from target t join rk_subjects s on t.scope = '{COUNTY}' or s.community_id = t.scope
+    cross join lateral unnest(s.categories) as c(category)
+    left join scores sc on (sc.scope, sc.period, sc.subject_id, sc.category)
+                           = (t.scope, t.period, s.subject_id, c.category)
+    where c.category = any($9::text[]))
+select scope, category, period, subject_id, score,
+       (case when not_ranked is null then rank() over (partition by scope, period, category, not_ranked is null
+                                                       order by score desc) end)::integer as rank,
+       (case when not_ranked is null then rank() over (partition by scope, period, category, not_ranked is null
+                                                       order by score) end)::integer as from_bottom,
        not_ranked
 from members"""
 # domain.ranking.digest: sha256 over "subject\tscore\trank\tfrom_bottom\tnot_ranked\n" in ranking order
 # (ranked by rank then subject id, then the not ranked by subject id; ids compared by code point).
 DIGEST = """
-insert into rk_next_digests
+create temp table rk_next_digests on commit drop as
 select n.scope, n.category, n.period, encode(sha256(convert_to(string_agg(
            n.subject_id || E'\\t' || n.score || E'\\t' || coalesce(n.rank::text, 'None') || E'\\t'
            || coalesce(n.from_bottom::text, 'None') || E'\\t' || coalesce(n.not_ranked, 'None') || E'\\n', ''
-           order by n.rank nulls last, n.subject_id collate "C"), 'UTF8')), 'hex'),
-       count(n.rank), count(*) - count(n.rank), string_to_array(m.months, ',')
+           order by n.rank nulls last, n.subject_id collate "C"), 'UTF8')), 'hex') as digest,
+       count(n.rank)::integer as ranked, (count(*) - count(n.rank))::integer as not_ranked,
+       string_to_array(m.months, ',') as months
 from rk_next n join unnest($1::text[], $2::text[], $3::text[]) as m(scope, period, months)
      on m.scope = n.scope and m.period = n.period
 group by n.scope, n.category, n.period, m.months"""
 # Write what differs: rankings gone from a recomputed (scope, period), then the rows of the rankings
 # whose digest changed (all their rows: a shifted rank touches most of them), then the digests.
 WRITE = """
+analyze rk_next;
+analyze rk_next_digests;
 create temp table rk_recomputed on commit drop as select distinct scope, period from rk_next_digests;
 delete from rk_rankings r using rk_recomputed p where (r.scope, r.period) = (p.scope, p.period) and not exists
     (select from rk_next_digests d where (d.scope, d.category, d.period) = (r.scope, r.category, r.period));
@@ -140,19 +142,17 @@ async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], cer
                            and (scope == COUNTY or c == scope))
             if pairs:
                 targets.append((scope, period, pairs))
-    needed = sorted({p for _, _, pairs in targets for p in pairs})
-    await conn.execute(MONTH_SCORES, [c for c, _ in needed], [m for _, m in needed])
-    await conn.execute(NEXT)
-    for scope, period, pairs in targets:
-        await conn.execute(RANK, scope, period.code, period.first_day, period.last_day, [c for c, _ in pairs],
-                           [m for _, m in pairs], list(CATEGORIES))
+    if not targets:
+        return []
+    await conn.execute(RANK, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
+                       [p.first_day for _, p, _ in targets], [p.last_day for _, p, _ in targets],
+                       *zip(*[(s, p.code, c, m) for s, p, pairs in targets for c, m in pairs], strict=True),
+                       list(CATEGORIES))
     await conn.execute(DIGEST, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
                        [",".join(sorted({m for _, m in pairs})) for _, _, pairs in targets])
-    await conn.execute("analyze rk_next; analyze rk_next_digests")
-    for statement in WRITE.split(";\n"):
-        await conn.execute(statement)
+    await conn.execute(WRITE)
     rows = await conn.fetch("select * from rk_next_digests")
-    await conn.execute("drop table rk_month_scores, rk_next, rk_next_digests, rk_recomputed, rk_changed")
+    await conn.execute("drop table rk_next, rk_next_digests, rk_recomputed, rk_changed")
     return [Ranked(r["scope"], r["category"], r["period"], r["digest"], r["ranked"], r["not_ranked"],
                    tuple(r["months"])) for r in rows]
 
