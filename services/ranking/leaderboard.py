@@ -4,8 +4,9 @@ A leaderboard is read far more often than it changes. The first request of each 
 through the whole route (validation, the database, JSON); the bytes of its 200 answer are kept and
 sent as they are to the same query string until the projection commits a recompute (it notifies
 ``CHANNEL`` in that transaction; the service LISTENs), and for at most ``MAX_AGE_S`` (a swapped-in
-rebuild is not notified). Nothing is kept while the listener is down, nor an answer read while a
-change was announced.
+rebuild is not notified): then one request reads it again while the others still get the kept
+answer (no stampede of hundreds of identical queries every second). Nothing is kept while the
+listener is down, nor an answer read while a change was announced.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Answers:
 
     def __init__(self) -> None:
         self.kept: dict[bytes, tuple[float, bytes]] = {}
+        self.reading: set[bytes] = set()  # expired answers being read again
         self.generation = 0
         self.listening = False
 
@@ -82,7 +84,7 @@ class KeptLeaderboards:
             return
         key, now, answers = scope["query_string"], time.monotonic(), self.answers
         kept = answers.kept.get(key)
-        if kept is not None and now - kept[0] < MAX_AGE_S:
+        if kept is not None and (now - kept[0] < MAX_AGE_S or key in answers.reading):
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-length", str(len(kept[1])).encode()), (b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": kept[1]})
@@ -96,7 +98,11 @@ class KeptLeaderboards:
                 body.extend(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, receive, keep)
+        answers.reading.add(key)
+        try:
+            await self.app(scope, receive, keep)
+        finally:
+            answers.reading.discard(key)
         if status[0] == 200 and answers.listening and generation == answers.generation:
             if len(answers.kept) > 10_000:
                 answers.kept.clear()

@@ -84,3 +84,16 @@ def test_given_a_refusal_or_no_listener_or_another_path_then_nothing_is_kept() -
     get(app_other, path="/subjects/s1/ranks")
     get(app_other, path="/subjects/s1/ranks")
     assert (refused.calls, deaf.calls, other.calls) == (2, 2, 2)
+
+
+def test_given_an_expired_answer_being_read_again_then_the_others_get_the_kept_one() -> None:
+    route, answers = Route(), listening()
+    app = KeptLeaderboards(route, answers)
+    get(app)
+    key = b"scope=county&category=resident&period=2026-11"
+    answers.kept[key] = (0.0, answers.kept[key][1])  # expired
+    answers.reading.add(key)  # while one request reads it again
+    assert get(app) == (200, b'{"call": 1}')
+    answers.reading.clear()
+    assert get(app) == (200, b'{"call": 2}')
+    assert route.calls == 2
