@@ -92,16 +92,20 @@ select n.scope, n.category, n.period, encode(sha256(convert_to(string_agg(
 from rk_next n join unnest($1::text[], $2::text[], $3::text[]) as m(scope, period, months)
      on m.scope = n.scope and m.period = n.period
 group by n.scope, n.category, n.period, m.months"""
-# Write what differs: rankings gone from a recomputed (scope, period), then the rows of the rankings
-# whose digest changed (all their rows: a shifted rank touches most of them), then the digests.
+# Write what differs: rankings gone from a recomputed (scope, period) (found by the digests: every ranking
+# has one), then all the rows of the rankings whose digest changed (a shifted rank touches most of them),
+# then the digests.
 WRITE = """
 analyze rk_next;
 analyze rk_next_digests;
-create temp table rk_recomputed on commit drop as select distinct scope, period from rk_next_digests;
-delete from rk_rankings r using rk_recomputed p where (r.scope, r.period) = (p.scope, p.period) and not exists
-    (select from rk_next_digests d where (d.scope, d.category, d.period) = (r.scope, r.category, r.period));
-delete from rk_ranking_digests r using rk_recomputed p where (r.scope, r.period) = (p.scope, p.period) and not exists
-    (select from rk_next_digests d where (d.scope, d.category, d.period) = (r.scope, r.category, r.period));
+create temp table rk_gone on commit drop as
+select o.scope, o.category, o.period from rk_ranking_digests o
+    join (select distinct scope, period from rk_next_digests) p using (scope, period)
+    where not exists (select from rk_next_digests d where (d.scope, d.category, d.period)
+                                                           = (o.scope, o.category, o.period));
+delete from rk_rankings r using rk_gone g where (r.scope, r.category, r.period) = (g.scope, g.category, g.period);
+delete from rk_ranking_digests r using rk_gone g
+    where (r.scope, r.category, r.period) = (g.scope, g.category, g.period);
 create temp table rk_changed on commit drop as
 select d.scope, d.category, d.period from rk_next_digests d left join rk_ranking_digests o
     using (scope, category, period) where o.digest is distinct from d.digest;
@@ -152,7 +156,7 @@ async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], cer
                        [",".join(sorted({m for _, m in pairs})) for _, _, pairs in targets])
     await conn.execute(WRITE)
     rows = await conn.fetch("select * from rk_next_digests")
-    await conn.execute("drop table rk_next, rk_next_digests, rk_recomputed, rk_changed")
+    await conn.execute("drop table rk_next, rk_next_digests, rk_gone, rk_changed")
     return [Ranked(r["scope"], r["category"], r["period"], r["digest"], r["ranked"], r["not_ranked"],
                    tuple(r["months"])) for r in rows]
 

@@ -82,3 +82,20 @@ async def check(conn: asyncpg.Connection, roster: dict[str, tuple[str, list[str]
                 head = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and "
                                            "category = $2 and period = $3", scope, cat, period.code)
                 assert head == (digest(expected) if expected else None)
+
+
+async def test_given_a_category_left_by_everyone_when_recomputed_then_its_ranking_is_gone(
+        pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn, conn.transaction():  # as the projection applies a batch
+        await projections.migrate(conn, RankingProjection())
+        await conn.executemany("insert into rk_subjects values ($1, 'c-01', 'person', $1, $2, null, $3, null)",
+                               [("a", list(CATS), dt.date(2025, 1, 1)), ("b", [CATS[1]], dt.date(2025, 1, 1))])
+        await conn.execute("insert into rk_months values ('c-01', $1, 0, 0, '', true, now(), '{}', '{}', $2)",
+                           MONTH, uuid.uuid4())
+        await recompute.run(conn, {"c-01": {MONTH}})
+        # given: the cadres' rankings exist; when: nobody is a cadre any more and the month is recomputed
+        await conn.execute("update rk_subjects set categories = '{party_member}'")
+        await recompute.run(conn, {"c-01": {MONTH}})
+        # then: no cadre ranking is left, in rows or digests; the party members' remain
+        left = await conn.fetch("select category from rk_rankings union select category from rk_ranking_digests")
+        assert {r["category"] for r in left} == {"party_member"}
