@@ -148,10 +148,13 @@ async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], cer
                 targets.append((scope, period, pairs))
     if not targets:
         return []
+    # the planner, without statistics on the CTEs, may nest loops over 200,000 members x their scores
+    await conn.execute("set local enable_nestloop = off")
     await conn.execute(RANK, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
                        [p.first_day for _, p, _ in targets], [p.last_day for _, p, _ in targets],
                        *zip(*[(s, p.code, c, m) for s, p, pairs in targets for c, m in pairs], strict=True),
                        list(CATEGORIES))
+    await conn.execute("reset enable_nestloop")
     await conn.execute(DIGEST, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
                        [",".join(sorted({m for _, m in pairs})) for _, _, pairs in targets])
     await conn.execute(WRITE)
