@@ -24,10 +24,22 @@ run), full size (200,000 subjects, 1,000,000 awards, 10 communities):
   events; 1,542,858 ranking rows); baseline raw consumer + decode: 16.3 s (61,390 records/s): 20.4x.
   leaderboard top 100, 200 clients (wrk on the same cores): p50 112 ms / p99 313 ms (community),
   p50 95 ms / p99 417 ms (county), ~1,800 req/s, no errors.
-Both miss the aims (10 s; p99 20 ms). Where the time goes: each recompute ranks the whole county
-(200,000 subjects x categories x month/quarter/year) in Python and rewrites its rows by COPY; a
-batch holding one community's MonthCertified recomputes the county again. Next steps: rank in SQL
-(window functions) or rewrite only the rankings whose digest changed, and coalesce county recomputes.
+Both missed the aims (10 s; p99 20 ms).
+
+2026-12-06, ranking and digests in SQL (one statement for every touched ranking, the county once per
+batch), a changed ranking rewritten by delete + ordered insert, leaderboards kept in memory as sent
+bytes until the projection NOTIFYs a change:
+  full size, load average ~20 (the baseline took 104 s, 6.4x its time above): 513.3 s, 6 recomputes of
+  18-150 s (growing with the dead rows of rk_rankings); baseline 104.2 s: 4.9x (was 20.4x).
+  leaderboard: p50 40 / 54 ms, p99 1.7 / 1.8 s, ~720 req/s (CPU-starved run).
+  40,000 subjects / 200,000 awards, load average ~2-3: 27.3 s (4 recomputes of 3-5.4 s); baseline
+  3.1 s: 8.7x (before, same size: 37.5 s, baseline 8.1 s, 4.6x). Leaderboard top 100, 200 clients:
+  p50 8.7 ms, p99 113 ms (community) / 483 ms (county), ~21,500 req/s (before: p50 80-95 ms, p99
+  294-359 ms, ~2,000 req/s).
+Still missed. Where the time goes now: each batch with a MonthCertified rewrites every county row of
+the month, quarter and year (a new community shifts almost every rank): ~800,000 rows and their three
+indexes per batch. Next: put off the county while the consumer still has lag (a persisted pending
+set, settled when caught up; needs a hook in shared/projection.py), so it is rewritten once.
 """
 
 from __future__ import annotations

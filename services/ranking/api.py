@@ -8,8 +8,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import orjson
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
 
 from services.ranking import handlers, views
@@ -23,7 +22,6 @@ from shared.store import Recorded
 from shared.vocabulary import TEN_MOST_BEAUTIFUL
 
 router = APIRouter(tags=["ranking"])
-_LEADERBOARDS: dict[tuple[str, str, str, int], tuple[str, bytes]] = {}
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 PeriodQuery = Annotated[str, Query(min_length=1, max_length=16, description="2026-11、2026-Q4 或 2026")]
@@ -67,20 +65,9 @@ async def rankings(request: Request, category: Annotated[str, Query(min_length=1
                    limit: Annotated[int, Query(ge=1, le=100_000, description="最多列出的条目数（按名次）")] = 100
                    ) -> dict[str, Any]:
     """排名（公开）：某社区或全县、某类别、某月/季度/年度；并列按 1、2、2、4 排名，期间中途加入者不参与排名。"""
-    p = views.period_of(period, today(request))
-    key = (scope, category, p.code, limit)
+    p = views.period_of(period, today(request))  # answers are kept in memory: see leaderboard.py
     async with runtime(request).pool.acquire() as conn:
-        # A leaderboard changes only when its digest does: answer from memory while it is the same.
-        digest = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and category = $2 "
-                                     "and period = $3", scope, category, p.code)
-        cached = _LEADERBOARDS.get(key)
-        if digest is not None and cached is not None and cached[0] == digest:
-            return Response(cached[1], media_type="application/json")  # type: ignore[return-value]
-        body = await views.ranking(conn, scope, category, p, limit)
-    if len(_LEADERBOARDS) > 10_000:
-        _LEADERBOARDS.clear()
-    _LEADERBOARDS[key] = (body["digest"], orjson.dumps(body))
-    return body
+        return await views.ranking(conn, scope, category, p, limit)
 
 
 @router.get("/subjects/{subject_id}/ranks", openapi_extra=OPEN)

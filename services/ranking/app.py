@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.ranking import api, feed, pages
+from services.ranking import api, feed, leaderboard, pages
 from services.ranking.emit import Emitter
 from services.ranking.projection import RankingProjection
 from services.ranking.tables import SERVICE
@@ -24,4 +24,5 @@ def build(settings: Settings | None = None) -> FastAPI:
                      projection_list=[RankingProjection(Emitter(store))], schema=SERVICE, settings=settings,
                      title="排名服务 ranking")
     feed.install(app, settings)
+    leaderboard.install(app, settings)
     return app

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from services.ranking.domain.consequences import changes
-from services.ranking.domain.ranking import top
 from services.ranking.settings import ranking_settings
 from shared.envelope import Envelope
 from shared.events import Event
@@ -23,13 +22,36 @@ from shared.events.ranking import ConsequenceGranted, ConsequenceWithdrawn, Rank
 from shared.store import Append, EventStore, Recorded
 
 if TYPE_CHECKING:
-    from services.ranking.recompute import Changed
+    from services.ranking.recompute import Changed, Ranked
 
 ACTOR = "ranking-service"
 
 
 def ranking_stream(scope: str, category: str, period: str) -> str:
     return f"ranking-{scope}-{category}-{period}"
+
+
+async def tops(conn: asyncpg.Connection, rankings: list[Ranked], n: int
+               ) -> dict[tuple[str, str, str], tuple[RankedEntry, ...]]:
+    """The top ``n`` (ties included) of each ranking, in ranking order, with names."""
+    rows = await conn.fetch(
+        """select r.scope, r.category, r.period, r.subject_id, coalesce(s.name, '') as name, r.score, r.rank
+           from unnest($1::text[], $2::text[], $3::text[]) as k(scope, category, period)
+           join rk_rankings r on (r.scope, r.category, r.period) = (k.scope, k.category, k.period)
+           left join rk_subjects s on s.subject_id = r.subject_id
+           where r.rank <= $4 order by r.scope, r.category, r.period, r.rank, r.subject_id collate "C" """,
+        [r.scope for r in rankings], [r.category for r in rankings], [r.period for r in rankings], n)
+    out: dict[tuple[str, str, str], list[RankedEntry]] = {}
+    for r in rows:
+        out.setdefault((r["scope"], r["category"], r["period"]), []).append(
+            RankedEntry(subject_id=r["subject_id"], name=r["name"], score=r["score"], rank=r["rank"]))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+async def names_of(conn: asyncpg.Connection, subject_ids: set[str]) -> dict[str, str]:
+    rows = await conn.fetch("select subject_id, name from rk_subjects where subject_id = any($1::text[])",
+                            sorted(subject_ids))
+    return {r["subject_id"]: r["name"] for r in rows}
 
 
 class Emitter:
@@ -43,17 +65,14 @@ class Emitter:
         streams = {ranking_stream(r.scope, r.category, r.period): r for r in changed.rankings}
         said = {r["stream_id"]: (r["digest"], r["version"]) for r in await conn.fetch(
             "select * from ranking_emitted where stream_id = any($1::text[])", list(streams))}
+        saying = {stream: r for stream, r in sorted(streams.items()) if said.get(stream, ("", 0))[0] != r.digest}
+        heads = await tops(conn, list(saying.values()), ranking_settings().event_top)
         updates = []
-        n = ranking_settings().event_top
-        for stream, r in sorted(streams.items()):
-            digest, version = said.get(stream, ("", 0))
-            if digest == r.digest:
-                continue
+        for stream, r in saying.items():
+            version = said.get(stream, ("", 0))[1]
             event = RankingChanged(
                 community_id=r.scope, category=r.category, period=r.period,
-                top=tuple(RankedEntry(subject_id=e.subject_id, name=changed.names.get(e.subject_id, ""),
-                                      score=e.score, rank=e.rank or 0) for e in top(r.entries, n)),
-                ranked=sum(e.rank is not None for e in r.entries), not_ranked=sum(e.rank is None for e in r.entries),
+                top=heads.get((r.scope, r.category, r.period), ()), ranked=r.ranked, not_ranked=r.not_ranked,
                 digest=r.digest, certified_months=r.months)
             appends.append((stream, version, [event], r.scope, recorded))
             updates.append((stream, r.digest, version + 1))
@@ -61,10 +80,11 @@ class Emitter:
             rows = await conn.fetch("select * from consequence_emitted where community_id = $1", community)
             before = {(r["subject_id"], r["consequence"]): r["basis"] for r in rows}
             granted, withdrawn = changes(before, after)
+            names = await names_of(conn, {s for s, _, _ in granted + withdrawn})
             events: list[Event] = [
-                *(ConsequenceWithdrawn(community_id=community, subject_id=s, name=changed.names.get(s, ""),
+                *(ConsequenceWithdrawn(community_id=community, subject_id=s, name=names.get(s, ""),
                                        consequence=c, basis=b) for s, c, b in withdrawn),  # type: ignore[arg-type]
-                *(ConsequenceGranted(community_id=community, subject_id=s, name=changed.names.get(s, ""),
+                *(ConsequenceGranted(community_id=community, subject_id=s, name=names.get(s, ""),
                                      consequence=c, basis=b) for s, c, b in granted)]  # type: ignore[arg-type]
             if not events:
                 continue

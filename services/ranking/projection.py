@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from services.ranking import recompute
+from services.ranking import leaderboard, recompute
 from services.ranking.emit import Emitter
 from services.ranking.tables import READ_MODEL, TABLES
 from shared.envelope import Envelope
@@ -95,6 +95,7 @@ class RankingProjection(Projection):
         if dirty:
             started = time.perf_counter()
             changed = await recompute.run(conn, dirty)
+            await conn.execute("select pg_notify($1, '')", leaderboard.CHANNEL)  # delivered on commit
             emitted = 0
             if self.emitter is not None and trigger is not None:
                 emitted = await self.emitter.emit(conn, changed, trigger)

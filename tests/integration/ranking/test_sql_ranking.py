@@ -1,0 +1,101 @@
+"""The rankings computed in Postgres are the pure domain's: ``recompute`` (SQL) against ``domain.ranking``
+on random rosters, scores, ties and partial registrations, in a real database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.ranking import recompute
+from services.ranking.domain import periods
+from services.ranking.domain.ranking import Entry, Member, digest, rank
+from services.ranking.projection import RankingProjection
+from shared import projection as projections
+from shared.events.ranking import COUNTY
+
+MONTH = "2026-05"
+IDS = ("a", "B", "b", "a1", "a10", "a9", "é", "Z", "Ω", "中", "s-1", "s_1")  # code point order differs from locales
+CATS = ("party_member", "community_cadre")
+# each period's first and last day, and the days either side
+DAYS = tuple(d + dt.timedelta(days=k) for d in (dt.date(2026, 1, 1), dt.date(2026, 4, 1), dt.date(2026, 5, 1),
+                                                 dt.date(2026, 4, 30), dt.date(2026, 5, 31), dt.date(2026, 6, 30),
+                                                 dt.date(2026, 12, 31)) for k in (-1, 0, 1))
+
+subjects = st.dictionaries(
+    st.sampled_from(IDS),
+    st.tuples(st.sampled_from(("c-01", "c-02")), st.lists(st.sampled_from(CATS), min_size=1, max_size=2, unique=True),
+              st.sampled_from(DAYS), st.none() | st.sampled_from(DAYS)),
+    min_size=1)
+points = st.dictionaries(st.tuples(st.sampled_from(IDS), st.sampled_from(CATS)),
+                         st.lists(st.integers(-3, 3), min_size=1, max_size=3))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(roster=subjects, awards=points, months=st.sampled_from(((MONTH,), ("2026-04", MONTH))))
+async def test_property_sql_rankings_and_digests_are_the_domain_ones(
+        pool: asyncpg.Pool, roster: dict[str, tuple[str, list[str], dt.date, dt.date | None]],
+        awards: dict[tuple[str, str], list[int]], months: tuple[str, ...]) -> None:
+    async with pool.acquire() as conn:
+        undo = conn.transaction()  # each example starts from empty tables
+        await undo.start()
+        try:
+            await check(conn, roster, awards, months)
+        finally:
+            await undo.rollback()
+
+
+async def check(conn: asyncpg.Connection, roster: dict[str, tuple[str, list[str], dt.date, dt.date | None]],
+                awards: dict[tuple[str, str], list[int]], months: tuple[str, ...]) -> None:
+    # given: a roster, awards (ties, negatives, awards to subjects of other categories) in certified months
+    await projections.migrate(conn, RankingProjection())
+    await conn.executemany("insert into rk_subjects values ($1, $2, 'person', $1, $3, null, $4, $5)",
+                           [(s, c, cats, joined, out) for s, (c, cats, joined, out) in roster.items()])
+    community = {s: c for s, (c, *_) in roster.items()}
+    rows = [(f"{s}-{cat}-{m}-{i}", community.get(s, "c-01"), m, s, cat, "d", "R", p)
+            for (s, cat), ps in awards.items() for m in months for i, p in enumerate(ps)]
+    await conn.executemany("insert into rk_awards values ($1, $2, $3, $4, $5, $6, $7, $8)", rows)
+    await conn.executemany(
+        "insert into rk_months values ($1, $2, 0, 0, '', true, now(), '{}', '{}', $3)",
+        [(c, m, uuid.uuid4()) for c in ("c-01", "c-02") for m in months])
+
+    # when: the months are recomputed in SQL
+    await recompute.run(conn, {"c-01": set(months), "c-02": set(months)})
+
+    # then: every ranking reads as the domain ranks it, in order, with the domain's digest
+    for scope in ("c-01", "c-02", COUNTY):
+        for period in {p for m in months for p in periods.containing(m)}:
+            for cat in CATS:
+                members = [Member(s, c, joined, out) for s, (c, cats, joined, out) in sorted(roster.items())
+                           if cat in cats and scope in (c, COUNTY)]
+                scores = {s: sum(ps) * sum(m in period.months for m in months)
+                          for (s, c), ps in awards.items() if c == cat}
+                expected = rank(members, scores, period)
+                got = await conn.fetch(
+                    """select subject_id, score, rank, from_bottom, not_ranked from rk_rankings
+                       where scope = $1 and category = $2 and period = $3
+                       order by rank nulls last, subject_id collate "C" """, scope, cat, period.code)
+                assert tuple(Entry(*r) for r in got) == expected
+                head = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and "
+                                           "category = $2 and period = $3", scope, cat, period.code)
+                assert head == (digest(expected) if expected else None)
+
+
+async def test_given_a_category_left_by_everyone_when_recomputed_then_its_ranking_is_gone(
+        pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn, conn.transaction():  # as the projection applies a batch
+        await projections.migrate(conn, RankingProjection())
+        await conn.executemany("insert into rk_subjects values ($1, 'c-01', 'person', $1, $2, null, $3, null)",
+                               [("a", list(CATS), dt.date(2025, 1, 1)), ("b", [CATS[1]], dt.date(2025, 1, 1))])
+        await conn.execute("insert into rk_months values ('c-01', $1, 0, 0, '', true, now(), '{}', '{}', $2)",
+                           MONTH, uuid.uuid4())
+        await recompute.run(conn, {"c-01": {MONTH}})
+        # given: the cadres' rankings exist; when: nobody is a cadre any more and the month is recomputed
+        await conn.execute("update rk_subjects set categories = '{party_member}'")
+        await recompute.run(conn, {"c-01": {MONTH}})
+        # then: no cadre ranking is left, in rows or digests; the party members' remain
+        left = await conn.fetch("select category from rk_rankings union select category from rk_ranking_digests")
+        assert {r["category"] for r in left} == {"party_member"}
