@@ -36,6 +36,9 @@ bytes until the projection NOTIFYs a change:
   3.1 s: 8.7x (before, same size: 37.5 s, baseline 8.1 s, 4.6x). Leaderboard top 100, 200 clients:
   p50 8.7 ms, p99 113 ms (community) / 483 ms (county), ~21,500 req/s (before: p50 80-95 ms, p99
   294-359 ms, ~2,000 req/s).
+  full size again after nested loops were switched off for the ranking statement, load average 2-5:
+  185.6 s (recomputes of 22-30 s); baseline 16.8 s: 11.0x (was 20.4x). Leaderboard: p50 10.7 / 9.7 ms,
+  p99 155 / 433 ms, 14,000-17,000 req/s.
 Still missed. Where the time goes now: each batch with a MonthCertified rewrites every county row of
 the month, quarter and year (a new community shifts almost every rank): ~800,000 rows and their three
 indexes per batch. Next: put off the county while the consumer still has lag (a persisted pending
