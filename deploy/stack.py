@@ -232,11 +232,30 @@ def _start_site(stack: Stack, local: LocalSite) -> int:
     return proc.pid
 
 
+class Gone:
+    """Whether a starting process has exited. Right after the fork the child may not yet run the
+    new program (its command line is still the parent's), which looks like "not ours"; only a
+    process missing for ``grace_s`` in a row counts as exited."""
+
+    def __init__(self, grace_s: float = 3.0) -> None:
+        self.grace_s = grace_s
+        self.since: float | None = None
+
+    def for_good(self, pid: int | None) -> bool:
+        if pid is not None:
+            self.since = None
+            return False
+        now = time.monotonic()
+        self.since = self.since if self.since is not None else now
+        return now - self.since >= self.grace_s
+
+
 def _wait_site(stack: Stack, local: LocalSite, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     log = stack.log_dir / f"{local.site.principal}.log"
+    gone = Gone()
     while time.monotonic() < deadline:
-        if stack.site_pid(local.site) is None:
+        if gone.for_good(stack.site_pid(local.site)):
             typer.echo(f"site {local.site.name} exited during start-up. Last lines of {log}:\n{tail(log)}", err=True)
             raise typer.Exit(1)
         try:
@@ -262,8 +281,9 @@ def _stop_sites(stack: Stack) -> None:
 def _wait_ready(stack: Stack, name: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     log = stack.log_dir / f"{name}.log"
+    gone = Gone()
     while time.monotonic() < deadline:
-        if stack.service_pid(name) is None:
+        if gone.for_good(stack.service_pid(name)):
             typer.echo(f"service {name} exited during start-up. Last lines of {log}:\n{tail(log)}", err=True)
             raise typer.Exit(1)
         if stack.readyz(name) == "200":
