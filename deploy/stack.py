@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,21 +252,29 @@ class Gone:
 
 
 def _wait_site(stack: Stack, local: LocalSite, timeout: float = 60) -> None:
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{local.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait_started(f"site {local.site.name}", lambda: stack.site_pid(local.site), ready,
+                  stack.log_dir / f"{local.site.principal}.log", timeout)
+
+
+def _wait_started(what: str, pid: Callable[[], int | None], ready: Callable[[], bool], log: Path,
+                  timeout: float) -> None:
+    """Until ``ready``; exits 1 with the log's last lines when the process is gone or not ready in time."""
     deadline = time.monotonic() + timeout
-    log = stack.log_dir / f"{local.site.principal}.log"
     gone = Gone()
     while time.monotonic() < deadline:
-        if gone.for_good(stack.site_pid(local.site)):
-            typer.echo(f"site {local.site.name} exited during start-up. Last lines of {log}:\n{tail(log)}", err=True)
+        if gone.for_good(pid()):
+            typer.echo(f"{what} exited during start-up. Last lines of {log}:\n{tail(log)}", err=True)
             raise typer.Exit(1)
-        try:
-            if httpx.get(f"{local.url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if ready():
+            return
         time.sleep(0.3)
-    typer.echo(f"site {local.site.name}: GET /readyz not 200 after {timeout:.0f}s. Last lines of {log}:\n{tail(log)}",
-               err=True)  # fmt: skip
+    typer.echo(f"{what}: GET /readyz not 200 after {timeout:.0f}s. Last lines of {log}:\n{tail(log)}", err=True)
     raise typer.Exit(1)
 
 
@@ -279,19 +288,8 @@ def _stop_sites(stack: Stack) -> None:
 
 
 def _wait_ready(stack: Stack, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    log = stack.log_dir / f"{name}.log"
-    gone = Gone()
-    while time.monotonic() < deadline:
-        if gone.for_good(stack.service_pid(name)):
-            typer.echo(f"service {name} exited during start-up. Last lines of {log}:\n{tail(log)}", err=True)
-            raise typer.Exit(1)
-        if stack.readyz(name) == "200":
-            return
-        time.sleep(0.3)
-    typer.echo(f"service {name}: GET /readyz not 200 after {timeout:.0f}s. Last lines of {log}:\n{tail(log)}",
-               err=True)  # fmt: skip
-    raise typer.Exit(1)
+    _wait_started(f"service {name}", lambda: stack.service_pid(name), lambda: stack.readyz(name) == "200",
+                  stack.log_dir / f"{name}.log", timeout)
 
 
 def _stop_services(stack: Stack) -> None:
