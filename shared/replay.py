@@ -52,6 +52,9 @@ def scratch_name(projection: Projection, suffix: str = "") -> str:
     return f"{PREFIX}{projection.name}{suffix}"
 
 
+SWAPPED = "projection_swapped"  # NOTIFY channel: a swap put another read model live (payload: its name)
+
+
 def refuse_live(schema: str | None, projection: Projection, live: str | None = None) -> None:
     if schema == live or not _NAME.fullmatch(schema or ""):
         raise LiveTablesRefused(
@@ -233,6 +236,7 @@ async def swap(pool: asyncpg.Pool, projection: Projection, scratch: str | None =
             generation = await conn.fetchval(
                 """insert into projection_live values ($1, 1) on conflict (projection)
                    do update set generation = projection_live.generation + 1 returning generation""", name)
+            await conn.execute("select pg_notify($1, $2)", SWAPPED, name)  # for caches of the read model, on commit
         _, _, _, offsets = await describe(conn, projection, live, digest=False)
     return {"projection": name, "live": live, "previous_live_kept_in": schema, "generation": generation,
             "offsets": offsets}

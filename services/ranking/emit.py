@@ -23,6 +23,7 @@ from shared.store import Append, EventStore, Recorded
 
 if TYPE_CHECKING:
     from services.ranking.recompute import Changed, Ranked
+from services.ranking.tables import entries
 
 ACTOR = "ranking-service"
 
@@ -35,11 +36,13 @@ async def tops(conn: asyncpg.Connection, rankings: list[Ranked], n: int
                ) -> dict[tuple[str, str, str], tuple[RankedEntry, ...]]:
     """The top ``n`` (ties included) of each ranking, in ranking order, with names."""
     rows = await conn.fetch(
-        """select r.scope, r.category, r.period, r.subject_id, coalesce(s.name, '') as name, r.score, r.rank
+        f"""select l.scope, l.category, l.period, e.subject_id, coalesce(s.name, '') as name, e.score, e.rank
            from unnest($1::text[], $2::text[], $3::text[]) as k(scope, category, period)
-           join rk_rankings r on (r.scope, r.category, r.period) = (k.scope, k.category, k.period)
-           left join rk_subjects s on s.subject_id = r.subject_id
-           where r.rank <= $4 order by r.scope, r.category, r.period, r.rank, r.subject_id collate "C" """,
+           join rk_ranking_lists l on (l.scope, l.category, l.period) = (k.scope, k.category, k.period)
+           cross join lateral (select count(*)::integer as n from unnest(l.ranks) as r where r <= $4) as top
+           cross join lateral {entries("top.n")}
+           left join rk_subjects s on s.subject_id = e.subject_id
+           order by l.scope, l.category, l.period, e.position""",
         [r.scope for r in rankings], [r.category for r in rankings], [r.period for r in rankings], n)
     out: dict[tuple[str, str, str], list[RankedEntry]] = {}
     for r in rows:

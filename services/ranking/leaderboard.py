@@ -3,10 +3,10 @@
 A leaderboard is read far more often than it changes. The first request of each query string goes
 through the whole route (validation, the database, JSON); the bytes of its 200 answer are kept and
 sent as they are to the same query string until the projection commits a recompute (it notifies
-``CHANNEL`` in that transaction; the service LISTENs), and for at most ``MAX_AGE_S`` (a swapped-in
-rebuild is not notified): then one request reads it again while the others still get the kept
-answer (no stampede of hundreds of identical queries every second). Nothing is kept while the
-listener is down, nor an answer read while a change was announced.
+``CHANNEL`` in that transaction; the service LISTENs) or a swap puts a rebuild live (``SWAPPED``),
+and for at most ``MAX_AGE_S`` as a safety net: then one request reads it again while the others
+still get the kept answer (no stampede of hundreds of identical queries). Nothing is kept while
+the listener is down, nor an answer read while a change was announced.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger
+from shared.replay import SWAPPED
 from shared.settings import Settings
 
 log = get_logger("ranking.leaderboard")
 CHANNEL = "rk_rankings_changed"
-MAX_AGE_S = 1.0
+MAX_AGE_S = 60.0
 PATH = "/rankings"
 
 
@@ -52,6 +53,7 @@ class Answers:
                 conn = await asyncpg.connect(dsn)
                 conn.add_termination_listener(lambda _, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self.changed)
+                await conn.add_listener(SWAPPED, self.changed)
                 self.changed()
                 self.listening, delay = True, 0.5
                 stopped = asyncio.ensure_future(stop.wait())

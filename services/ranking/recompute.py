@@ -2,9 +2,9 @@
 
 The rules are the pure domain's (``domain/ranking.py``, ``consequences.py``, ``talks.py``). The
 rankings themselves are computed where the rows are: ``RANK`` is ``domain.ranking.rank`` and
-``DIGEST`` is ``domain.ranking.digest`` in SQL (a property test holds them equal), so a county of
-200,000 subjects never travels to Python. Only rankings whose digest changed are rewritten, and
-of those only the rows that differ.
+``domain.ranking.digest`` in SQL (a property test holds them equal), so a county of 200,000
+subjects never travels to Python. A ranking is stored as one row of lists (``rk_ranking_lists``),
+rewritten only when its digest changed: a county ranking whose every rank moved costs one row.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from services.ranking.domain.periods import Period
 from services.ranking.domain.ranking import JOINED_MID_PERIOD, MOVED_OUT_MID_PERIOD, Entry, Member, rank
 from services.ranking.domain.talks import NOMINEES, TALK_BOTTOM, TALK_TOP, nominees, talks_due
 from services.ranking.settings import ranking_rules
+from services.ranking.tables import ENTRIES
 from shared.events.ranking import COUNTY
 from shared.vocabulary import CATEGORIES, TEN_MOST_BEAUTIFUL
 
@@ -28,7 +29,7 @@ FEMALE = ("female", "女")
 
 @dataclass(frozen=True)
 class Ranked:
-    """A recomputed ranking, by its digest (its entries are in ``rk_rankings``)."""
+    """A recomputed ranking, by its digest (its entries are in ``rk_ranking_lists``)."""
 
     scope: str  # community id or COUNTY
     category: str
@@ -45,14 +46,18 @@ class Changed:
     consequences: dict[str, dict[tuple[str, str], str]]  # community -> (subject, consequence) -> basis
 
 
-# domain.ranking.rank for every target (scope, period) at once: every member of each category, 1 + how
-# many score strictly better (from the top and from the bottom) among those registered for the whole
-# period; the others not ranked, with the reason. Scores per community month are summed once.
+# domain.ranking.rank and domain.ranking.digest for every target (scope, period) at once, one row per
+# ranking: every member of each category, 1 + how many score strictly better (from the top) or worse
+# (from the bottom) among those registered for the whole period; the others not ranked, with the
+# reason. One sort puts each ranking in its order (ranked by score, ties by subject id in code point
+# order, then the not ranked by subject id): the ranks are counted on it, and the digest (sha256 over
+# "subject\tscore\trank\tfrom_bottom\tnot_ranked\n") and the lists are aggregated in it.
 RANK = f"""
 create temp table rk_next on commit drop as
-with target(scope, period, first_day, last_day) as (
-    select * from unnest($1::text[], $2::text[], $3::date[], $4::date[])),
-pair(scope, period, community_id, month) as (select * from unnest($5::text[], $6::text[], $7::text[], $8::text[])),
+with target(t, scope, period, first_day, last_day, months) as (
+    select o::integer, s, p, f, l, m from unnest($1::text[], $2::text[], $3::date[], $4::date[], $5::text[])
+    with ordinality as u(s, p, f, l, m, o)),
+pair(t, community_id, month) as (select * from unnest($6::integer[], $7::text[], $8::text[])),
 month_scores as materialized (
     select community_id, month, subject_id, category, sum(points)::bigint as score from (
         select a.community_id, a.month, a.subject_id, a.category, a.points from rk_awards a
@@ -61,58 +66,61 @@ month_scores as materialized (
         select r.community_id, r.month, r.subject_id, r.category, r.delta from rk_corrections r
         where (r.community_id, r.month) in (select community_id, month from pair)
     ) s group by community_id, month, subject_id, category),
-scores as (select p.scope, p.period, m.subject_id, m.category, sum(m.score)::bigint as score
-           from month_scores m join pair p using (community_id, month) group by 1, 2, 3, 4),
+scores as materialized (select p.t, m.subject_id, m.category, sum(m.score)::bigint as score
+                        from month_scores m join pair p using (community_id, month) group by 1, 2, 3),
 members as (
-    select t.scope, t.period, s.subject_id, c.category, coalesce(sc.score, 0)::bigint as score,
+    select t.t, c.category, s.subject_id, coalesce(sc.score, 0)::bigint as score,
            case when s.registered_on > t.first_day then '{JOINED_MID_PERIOD}'
                 when s.moved_out_on <= t.last_day then '{MOVED_OUT_MID_PERIOD}' end as not_ranked
     from target t join rk_subjects s on t.scope = '{COUNTY}' or s.community_id = t.scope
     cross join lateral unnest(s.categories) as c(category)
-    left join scores sc on (sc.scope, sc.period, sc.subject_id, sc.category)
-                           = (t.scope, t.period, s.subject_id, c.category)
-    where c.category = any($9::text[]))
-select scope, category, period, subject_id, score,
-       (case when not_ranked is null then rank() over (partition by scope, period, category, not_ranked is null
-                                                       order by score desc) end)::integer as rank,
-       (case when not_ranked is null then rank() over (partition by scope, period, category, not_ranked is null
-                                                       order by score) end)::integer as from_bottom,
-       not_ranked
-from members"""
-# domain.ranking.digest: sha256 over "subject\tscore\trank\tfrom_bottom\tnot_ranked\n" in ranking order
-# (ranked by rank then subject id, then the not ranked by subject id; ids compared by code point).
-DIGEST = """
-create temp table rk_next_digests on commit drop as
-select n.scope, n.category, n.period, encode(sha256(convert_to(string_agg(
-           n.subject_id || E'\\t' || n.score || E'\\t' || coalesce(n.rank::text, 'None') || E'\\t'
-           || coalesce(n.from_bottom::text, 'None') || E'\\t' || coalesce(n.not_ranked, 'None') || E'\\n', ''
-           order by n.rank nulls last, n.subject_id collate "C"), 'UTF8')), 'hex') as digest,
-       count(n.rank)::integer as ranked, (count(*) - count(n.rank))::integer as not_ranked,
-       string_to_array(m.months, ',') as months
-from rk_next n join unnest($1::text[], $2::text[], $3::text[]) as m(scope, period, months)
-     on m.scope = n.scope and m.period = n.period
-group by n.scope, n.category, n.period, m.months"""
-# Write what differs: rankings gone from a recomputed (scope, period) (found by the digests: every ranking
-# has one), then all the rows of the rankings whose digest changed (a shifted rank touches most of them),
-# then the digests.
+    left join scores sc on (sc.t, sc.subject_id, sc.category) = (t.t, s.subject_id, c.category)
+    where c.category = any($9::text[])),
+ordered as (
+    select *, not_ranked is not null as out, case when not_ranked is null then score end as k from members
+    order by t, category, out, k desc, subject_id collate "C"),
+ranked as (
+    select t, category, subject_id, score, not_ranked, out, k,
+           case when not out then rank() over top end as rank,
+           case when not out then (count(*) over (partition by t, category, out) + 2 - rank() over top
+                                   - count(*) over tied)::integer end as from_bottom
+    from ordered
+    window top as (partition by t, category, out order by k desc),
+           tied as (partition by t, category, out order by k desc range between current row and current row)),
+lists as (
+    select t, category,
+           encode(sha256(convert_to(string_agg(
+               subject_id || E'\\t' || score || E'\\t' || coalesce(rank::text, 'None') || E'\\t'
+               || coalesce(from_bottom::text, 'None') || E'\\t' || coalesce(not_ranked, 'None') || E'\\n', ''
+               order by out, k desc, subject_id collate "C"), 'UTF8')), 'hex') as digest,
+           count(rank)::integer as ranked, (count(*) - count(rank))::integer as not_ranked,
+           array_agg(subject_id order by out, k desc, subject_id collate "C") as subject_ids,
+           array_agg(score order by out, k desc, subject_id collate "C") as scores,
+           array_agg(rank order by out, k desc, subject_id collate "C") as ranks,
+           array_agg(from_bottom order by out, k desc, subject_id collate "C") as from_bottoms,
+           array_agg(not_ranked order by out, k desc, subject_id collate "C") as not_rankeds
+    from ranked group by t, category)
+select t.scope, l.category, t.period, l.digest, l.ranked, l.not_ranked, string_to_array(t.months, ',') as months,
+       l.subject_ids, l.scores, l.ranks, l.from_bottoms, l.not_rankeds
+from lists l join target t using (t)"""
+# Write what differs: rankings gone from a recomputed (scope, period) (found by the digests: every
+# ranking has one), the lists of the rankings whose digest changed, then the digests.
 WRITE = """
-analyze rk_next;
-analyze rk_next_digests;
 create temp table rk_gone on commit drop as
 select o.scope, o.category, o.period from rk_ranking_digests o
-    join (select distinct scope, period from rk_next_digests) p using (scope, period)
-    where not exists (select from rk_next_digests d where (d.scope, d.category, d.period)
-                                                           = (o.scope, o.category, o.period));
-delete from rk_rankings r using rk_gone g where (r.scope, r.category, r.period) = (g.scope, g.category, g.period);
+    join (select distinct scope, period from rk_next) p using (scope, period)
+    where not exists (select from rk_next d where (d.scope, d.category, d.period) = (o.scope, o.category, o.period));
+delete from rk_ranking_lists r using rk_gone g where (r.scope, r.category, r.period) = (g.scope, g.category, g.period);
 delete from rk_ranking_digests r using rk_gone g
     where (r.scope, r.category, r.period) = (g.scope, g.category, g.period);
-create temp table rk_changed on commit drop as
-select d.scope, d.category, d.period from rk_next_digests d left join rk_ranking_digests o
-    using (scope, category, period) where o.digest is distinct from d.digest;
-delete from rk_rankings r using rk_changed c where (r.scope, r.category, r.period) = (c.scope, c.category, c.period);
-insert into rk_rankings select n.* from rk_next n join rk_changed c using (scope, category, period)
-    order by n.scope, n.category, n.period, n.rank, n.subject_id;
-insert into rk_ranking_digests select * from rk_next_digests on conflict (scope, category, period) do update
+insert into rk_ranking_lists select n.scope, n.category, n.period, n.subject_ids, n.scores, n.ranks, n.from_bottoms,
+                                    n.not_rankeds
+    from rk_next n left join rk_ranking_digests o using (scope, category, period)
+    where o.digest is distinct from n.digest
+    on conflict (scope, category, period) do update set subject_ids = excluded.subject_ids, scores = excluded.scores,
+        ranks = excluded.ranks, from_bottoms = excluded.from_bottoms, not_rankeds = excluded.not_rankeds;
+insert into rk_ranking_digests select scope, category, period, digest, ranked, not_ranked, months from rk_next
+    on conflict (scope, category, period) do update
     set digest = excluded.digest, ranked = excluded.ranked, not_ranked = excluded.not_ranked, months = excluded.months
     where (rk_ranking_digests.digest, rk_ranking_digests.ranked, rk_ranking_digests.not_ranked,
            rk_ranking_digests.months) is distinct from (excluded.digest, excluded.ranked, excluded.not_ranked,
@@ -148,18 +156,18 @@ async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], cer
                 targets.append((scope, period, pairs))
     if not targets:
         return []
-    # the planner, without statistics on the CTEs, may nest loops over 200,000 members x their scores
-    await conn.execute("set local enable_nestloop = off")
+    # the planner, without statistics on the CTEs, may nest loops over 200,000 members x their scores or
+    # sort 660,000 scores to sum them (the sorts that order the rankings are still made)
+    await conn.execute("set local enable_nestloop = off; set local work_mem = '256MB'; set local enable_sort = off")
     await conn.execute(RANK, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
                        [p.first_day for _, p, _ in targets], [p.last_day for _, p, _ in targets],
-                       *zip(*[(s, p.code, c, m) for s, p, pairs in targets for c, m in pairs], strict=True),
+                       [",".join(sorted({m for _, m in pairs})) for _, _, pairs in targets],
+                       *zip(*[(t, c, m) for t, (_, _, pairs) in enumerate(targets, 1) for c, m in pairs], strict=True),
                        list(CATEGORIES))
-    await conn.execute("reset enable_nestloop")
-    await conn.execute(DIGEST, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
-                       [",".join(sorted({m for _, m in pairs})) for _, _, pairs in targets])
+    await conn.execute("reset enable_nestloop; reset work_mem; reset enable_sort")
     await conn.execute(WRITE)
-    rows = await conn.fetch("select * from rk_next_digests")
-    await conn.execute("drop table rk_next, rk_next_digests, rk_gone, rk_changed")
+    rows = await conn.fetch("select scope, category, period, digest, ranked, not_ranked, months from rk_next")
+    await conn.execute("drop table rk_next, rk_gone")
     return [Ranked(r["scope"], r["category"], r["period"], r["digest"], r["ranked"], r["not_ranked"],
                    tuple(r["months"])) for r in rows]
 
@@ -178,9 +186,10 @@ async def entries_of(conn: asyncpg.Connection, scope: str, categories: list[str]
                      where: str = "true", *args: object) -> dict[tuple[str, str], list[Entry]]:
     """(category, period) -> entries in ranking order, those matching ``where``."""
     rows = await conn.fetch(
-        f"""select category, period, subject_id, score, rank, from_bottom, not_ranked from rk_rankings
-            where scope = $1 and category = any($2::text[]) and period = any($3::text[]) and ({where})
-            order by category, period, rank nulls last, subject_id collate "C" """,
+        f"""select l.category, l.period, e.subject_id, e.score, e.rank, e.from_bottom, e.not_ranked
+            from rk_ranking_lists l cross join lateral {ENTRIES}
+            where l.scope = $1 and l.category = any($2::text[]) and l.period = any($3::text[]) and ({where})
+            order by l.category, l.period, e.position""",
         scope, categories, period_codes, *args)
     out: dict[tuple[str, str], list[Entry]] = defaultdict(list)
     for r in rows:
@@ -204,9 +213,10 @@ async def talks_and_nominations(conn: asyncpg.Connection, community: str, months
             if category in TEN_MOST_BEAUTIFUL:
                 noms += [(community, month, category, e.subject_id, e.rank, e.score) for e in nominees(entries)]
         women = await conn.fetch(
-            """select s.subject_id, s.registered_on, s.moved_out_on, coalesce(sum(r.score), 0)::bigint as total
-               from rk_subjects s left join rk_rankings r
-                    on r.subject_id = s.subject_id and r.scope = $1 and r.period = $2
+            f"""select s.subject_id, s.registered_on, s.moved_out_on, coalesce(sum(r.score), 0)::bigint as total
+               from rk_subjects s left join (select e.subject_id, e.score from rk_ranking_lists l
+                                             cross join lateral {ENTRIES} where l.scope = $1 and l.period = $2) r
+                    on r.subject_id = s.subject_id
                where s.community_id = $1 and s.kind = 'person' and s.gender = any($3::text[])
                group by s.subject_id""", community, month, list(FEMALE))
         if women:

@@ -29,18 +29,22 @@ create table if not exists rk_months (
     digest text not null, complete boolean not null, certified_at timestamptz not null, signed_by text[] not null,
     signer_names text[] not null, event_id uuid not null, primary key (community_id, month)
 );
-create table if not exists rk_rankings (
-    scope text not null, category text not null, period text not null, subject_id text not null,
-    score bigint not null, rank integer, from_bottom integer, not_ranked text,
-    primary key (scope, category, period, subject_id)
+-- one row per ranking: its entries as parallel arrays in ranking order (ranked by rank then subject
+-- id, then the not ranked by subject id). A county ranking of 200,000 is rewritten as one row, not
+-- 200,000; ENTRIES reads it as rows.
+create table if not exists rk_ranking_lists (
+    scope text not null, category text not null, period text not null, subject_ids text[] not null,
+    scores bigint[] not null, ranks integer[] not null, from_bottoms integer[] not null, not_rankeds text[] not null,
+    primary key (scope, category, period)
 );
-create index if not exists rk_rankings_by_subject on rk_rankings (subject_id);
-create index if not exists rk_rankings_by_rank on rk_rankings (scope, category, period, rank, subject_id);
 create table if not exists rk_ranking_digests (
     scope text not null, category text not null, period text not null, digest text not null,
     ranked integer not null, not_ranked integer not null, months text[] not null,
     primary key (scope, category, period)
 );
+do $$ begin  -- an installation from before the lists: its rankings are recomputed by a rebuild
+    if to_regclass('rk_rankings') is not null then drop table rk_rankings; delete from rk_ranking_digests; end if;
+end $$;
 create table if not exists rk_consequences (
     community_id text not null, subject_id text not null, consequence text not null, basis text not null,
     primary key (subject_id, consequence)
@@ -54,7 +58,18 @@ create table if not exists rk_nominations (
     rank integer not null, score bigint not null, primary key (community_id, month, award, subject_id)
 );
 """
-TABLES = ("rk_communities", "rk_subjects", "rk_items", "rk_awards", "rk_corrections", "rk_months", "rk_rankings",
+LISTS = ("subject_ids", "scores", "ranks", "from_bottoms", "not_rankeds")
+
+
+def entries(first: str = "") -> str:
+    """A ranking's entries as rows, ``from rk_ranking_lists l cross join lateral {entries()}``; ``first``
+    (a parameter such as ``$4``): only the first that many, the top."""
+    lists = ", ".join(f"l.{c}[:{first}]" if first else f"l.{c}" for c in LISTS)
+    return f"unnest({lists}) with ordinality as e(subject_id, score, rank, from_bottom, not_ranked, position)"
+
+
+ENTRIES = entries()
+TABLES = ("rk_communities", "rk_subjects", "rk_items", "rk_awards", "rk_corrections", "rk_months", "rk_ranking_lists",
           "rk_ranking_digests", "rk_consequences", "rk_talks_due", "rk_nominations")
 
 # What the live runner last appended to the ranking log: not part of the read model (a rebuild never

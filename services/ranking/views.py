@@ -9,6 +9,7 @@ import asyncpg
 
 from services.ranking.domain import periods
 from services.ranking.domain.periods import Period
+from services.ranking.tables import entries
 from shared.errors import Rejected
 from shared.events.ranking import COUNTY
 from shared.vocabulary import CATEGORIES, CONSEQUENCES, COUNTY_WIDE, NOT_RANKED, TALKS, TEN_MOST_BEAUTIFUL, words
@@ -45,9 +46,10 @@ async def ranking(conn: asyncpg.Connection, scope: str, category: str, period: P
     if head is None:
         raise Rejected(f"{name}{period.code}尚无已认定的月份，暂无“{category_name}”排名", status=404,
                        code="no_ranking")
-    rows = await conn.fetch(
-        """select r.*, s.name from rk_rankings r join rk_subjects s using (subject_id)
-           where scope = $1 and category = $2 and period = $3 order by rank nulls last, subject_id limit $4""",
+    rows = await conn.fetch(  # the lists are in ranking order: the first ``limit`` are the top
+        f"""select e.*, s.name from rk_ranking_lists l cross join lateral {entries("$4")}
+           join rk_subjects s using (subject_id)
+           where l.scope = $1 and l.category = $2 and l.period = $3 order by e.position""",
         scope, category, period.code, limit)
     return {"scope": scope, "scope_name": name, "category": category, "category_name": category_name,
             "period": period.code, "period_kind": period.kind, "months": list(head["months"]),
@@ -67,8 +69,11 @@ async def subject(conn: asyncpg.Connection, subject_id: str) -> asyncpg.Record:
 
 async def history(conn: asyncpg.Connection, subject_id: str) -> dict[str, Any]:
     s = await subject(conn, subject_id)
-    rows = await conn.fetch("""select * from rk_rankings where subject_id = $1 and scope <> 'county'
-                               order by length(period), period, category""", subject_id)
+    rows = await conn.fetch(  # the subject's place in each of its community's rankings
+        """select l.category, l.period, l.scores[i] as score, l.ranks[i] as rank, l.not_rankeds[i] as not_ranked
+           from rk_ranking_lists l cross join lateral array_position(l.subject_ids, $1) as i
+           where l.scope = $2 and i is not null order by length(l.period), l.period, l.category""",
+        subject_id, s["community_id"])
     return {"subject_id": subject_id, "name": s["name"], "community_id": s["community_id"], "ranks": [
         {"category": r["category"], "category_name": CATEGORIES.get(r["category"], r["category"]),
          "period": r["period"], "score": r["score"], "rank": r["rank"], "not_ranked": r["not_ranked"]}

@@ -82,9 +82,11 @@ async def standing(settings: Settings, log: Log, subject_id: str, until: dt.date
         out.events[ranking.name] = built.events
         async with pool.acquire() as conn:
             rows = await conn.fetch(
-                f"""select r.scope, r.category, r.period, r.score, r.rank, r.from_bottom, r.not_ranked, d.digest
-                    from "{built.schema}".rk_rankings r join "{built.schema}".rk_ranking_digests d
-                    using (scope, category, period) where r.subject_id = $1""", subject_id)
+                f"""select l.scope, l.category, l.period, l.scores[i] as score, l.ranks[i] as rank,
+                           l.from_bottoms[i] as from_bottom, l.not_rankeds[i] as not_ranked, d.digest
+                    from "{built.schema}".rk_ranking_lists l join "{built.schema}".rk_ranking_digests d
+                    using (scope, category, period) cross join lateral array_position(l.subject_ids, $1) as i
+                    where i is not null""", subject_id)
             out.consequences = [dict(r) for r in await conn.fetch(
                 f'select consequence, basis from "{built.schema}".rk_consequences where subject_id = $1 '
                 "order by consequence", subject_id)]

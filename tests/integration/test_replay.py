@@ -140,9 +140,14 @@ async def test_a_swap_under_load_goes_live_atomically_and_the_runner_carries_on_
         await wait_for(lambda: _live_rows(pool, 1000), 60, "the live runner to be under way")
         built = await replay.rebuild(pool, busy, settings)
         rows_before = await pool.fetchval("select count(*) from ticks")
-        swapped = await replay.swap(pool, busy, built.schema)
-        rows_after = await pool.fetchval("select count(*) from ticks")
+        announced: list[str] = []
+        async with pool.acquire() as listener:  # a cache of the read model (the leaderboards) listens
+            await listener.add_listener(replay.SWAPPED, lambda *a: announced.append(a[3]))
+            swapped = await replay.swap(pool, busy, built.schema)
+            rows_after = await pool.fetchval("select count(*) from ticks")
+            await wait_for(lambda: _said(announced), 10, "the swap announced")
         during = svc.bursts_written
+        assert announced == [busy.name]
     print(f"swapped in {built.rows['ticks']:,} rows (generation {swapped['generation']}) while live had "
           f"{rows_before:,} (just after: {rows_after:,}); writer at burst {during} of {BURSTS}; runner applied "
           f"{runner.applied:,}, discarded {runner.discarded}")
@@ -203,6 +208,10 @@ async def cli_run(settings: Settings, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def _said(announced: list[str]) -> bool:
+    return bool(announced)
 
 
 async def _live_rows(pool: asyncpg.Pool, n: int) -> bool:

@@ -11,6 +11,7 @@ import asyncpg
 
 from services.ranking.feed import Feed
 from services.ranking.projection import RankingProjection
+from services.ranking.tables import ENTRIES
 from shared import replay
 from shared.envelope import source_for
 from shared.relay import Relay
@@ -64,13 +65,14 @@ async def test_four_quarters(settings: Settings, pool: asyncpg.Pool) -> None:
 
         # then: standard competition ranking with the tie at 5th, the joiner not ranked for Q2 and the year
         year = {r["subject_id"]: r for r in await pool.fetch(
-            "select * from rk_rankings where scope = 'c-01' and category = 'party_member' and period = '2025'")}
+            f"select e.* from rk_ranking_lists l cross join lateral {ENTRIES} "
+            "where scope = 'c-01' and category = 'party_member' and period = '2025'")}
         assert (year["tie_a"]["rank"], year["tie_b"]["rank"], year["p7"]["rank"]) == (5, 5, 7)
         assert (year["late"]["rank"], year["late"]["not_ranked"]) == (None, "joined_mid_period")
-        q2 = await pool.fetchrow("select * from rk_rankings where scope = 'c-01' and period = '2025-Q2' "
-                                 "and subject_id = 'late'")
-        q3 = await pool.fetchrow("select * from rk_rankings where scope = 'c-01' and period = '2025-Q3' "
-                                 "and subject_id = 'late'")
+        q2 = await pool.fetchrow(f"select e.* from rk_ranking_lists l cross join lateral {ENTRIES} "
+                                 "where scope = 'c-01' and period = '2025-Q2' and subject_id = 'late'")
+        q3 = await pool.fetchrow(f"select e.* from rk_ranking_lists l cross join lateral {ENTRIES} "
+                                 "where scope = 'c-01' and period = '2025-Q3' and subject_id = 'late'")
         assert q2["not_ranked"] == "joined_mid_period" and q3["rank"] == 1
         # and: the consequences
         got = await consequences(pool)

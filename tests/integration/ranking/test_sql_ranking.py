@@ -14,6 +14,7 @@ from services.ranking import recompute
 from services.ranking.domain import periods
 from services.ranking.domain.ranking import Entry, Member, digest, rank
 from services.ranking.projection import RankingProjection
+from services.ranking.tables import ENTRIES
 from shared import projection as projections
 from shared.events.ranking import COUNTY
 
@@ -75,9 +76,10 @@ async def check(conn: asyncpg.Connection, roster: dict[str, tuple[str, list[str]
                           for (s, c), ps in awards.items() if c == cat}
                 expected = rank(members, scores, period)
                 got = await conn.fetch(
-                    """select subject_id, score, rank, from_bottom, not_ranked from rk_rankings
-                       where scope = $1 and category = $2 and period = $3
-                       order by rank nulls last, subject_id collate "C" """, scope, cat, period.code)
+                    f"""select e.subject_id, e.score, e.rank, e.from_bottom, e.not_ranked
+                        from rk_ranking_lists l cross join lateral {ENTRIES}
+                        where scope = $1 and category = $2 and period = $3 order by e.position""",
+                    scope, cat, period.code)
                 assert tuple(Entry(*r) for r in got) == expected
                 head = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and "
                                            "category = $2 and period = $3", scope, cat, period.code)
@@ -97,5 +99,5 @@ async def test_given_a_category_left_by_everyone_when_recomputed_then_its_rankin
         await conn.execute("update rk_subjects set categories = '{party_member}'")
         await recompute.run(conn, {"c-01": {MONTH}})
         # then: no cadre ranking is left, in rows or digests; the party members' remain
-        left = await conn.fetch("select category from rk_rankings union select category from rk_ranking_digests")
+        left = await conn.fetch("select category from rk_ranking_lists union select category from rk_ranking_digests")
         assert {r["category"] for r in left} == {"party_member"}

@@ -136,7 +136,7 @@ async def test_given_two_ranking_instances_when_one_is_killed_mid_month_then_ran
         async with pool.acquire() as conn:
             live = await replay.describe(conn, RankingProjection(), "public")
         assert built.digests == live[1], (built.digests, live[1])
-        assert built.rows["rk_rankings"] > 0 and built.rows["rk_consequences"] > 0
+        assert built.rows["rk_ranking_lists"] > 0 and built.rows["rk_consequences"] > 0
 
     # and: on the ranking topic each (stream, digest) was said by one event, streams without gaps
     records = await ranking_records(settings)
