@@ -105,9 +105,7 @@ async def put_roster(settings: Settings, subjects: int, communities: int) -> Non
     await out.close()
 
 
-async def put_certifications(settings: Settings, subjects: int, awards: int, communities: int,
-                             which: range) -> None:
-    out = await Outbox.start(settings, "review")
+async def put_certifications(out: Outbox, subjects: int, awards: int, communities: int, which: range) -> None:
     async with out.pool.acquire() as conn:
         for c in which:
             community = f"c-{c:02d}"
@@ -125,7 +123,6 @@ async def put_certifications(settings: Settings, subjects: int, awards: int, com
                                        recorded=Recorded(actor="lg-1", time=T0, correlation_id=uuid.uuid4()))
         async with out.pool.acquire() as marker:
             await out.relay.drain(conn, marker)
-    await out.close()
 
 
 async def baseline(settings: Settings, start: dict[TopicPartition, int] | None = None) -> tuple[int, float]:
@@ -178,7 +175,8 @@ async def run(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
     t = time.perf_counter()
     await put_roster(settings, args.subjects, args.communities)
     first = range(args.communities - 1)
-    await put_certifications(settings, args.subjects, args.awards, args.communities, first)
+    review_outbox = await Outbox.start(settings, "review")
+    await put_certifications(review_outbox, args.subjects, args.awards, args.communities, first)
     print(f"roster and {len(first)} certifications on Kafka (not timed): {time.perf_counter() - t:.1f} s")
     import asyncpg
 
@@ -216,12 +214,13 @@ async def run(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
     #    the others applied: the county's month, quarter and year rankings are complete with it
     start = await review_ends(settings)
     last = args.communities - 1
-    await put_certifications(settings, args.subjects, args.awards, args.communities, range(last, last + 1))
+    await put_certifications(review_outbox, args.subjects, args.awards, args.communities, range(last, last + 1))
     took = await to_last_ranking_event(f"the last MonthCertified (community c-{last:02d})")
     n, base = await baseline(settings, start)
     print(f"  baseline, raw consumer + decode of the same {n:,} records: {base:.2f} s = {n / base:,.0f} records/s; "
           f"ratio {took / base:.1f}x")
     await relay.close()
+    await review_outbox.close()
     lists = await pool.fetchval("select count(*) from rk_ranking_lists")
     entries = await pool.fetchval("select coalesce(sum(cardinality(subject_ids)), 0) from rk_ranking_lists")
     print(f"{lists:,} rankings, {entries:,} entries")

@@ -93,6 +93,7 @@ REPORT_OFFSETS_S = 5.0  # how often the runner commits its stored offsets to the
 # passed over again after a restart: nothing is applied twice, a site's database is spared a transaction
 # per batch of the whole county's traffic.
 PASSED_OVER_STORE_S = 1.0
+SETTLE_EVERY_S = 30.0  # a projection that puts work off while behind the log settles at least this often
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
 
@@ -125,6 +126,16 @@ class Projection(ABC):
 
     @abstractmethod
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None: ...
+
+    # A projection may put off costly work while the log is ahead of it (``settles``): the runner
+    # then calls ``settle`` in the transaction of a batch once it has caught up with the log (the
+    # batch was not full), at least every ``SETTLE_EVERY_S`` while it has not, and at the end of a
+    # catch-up or replay. Like ``apply`` it must not read the clock; what it writes is the same
+    # whichever batch it ran with.
+    settles: bool = False
+
+    async def settle(self, conn: asyncpg.Connection) -> None:
+        return None
 
 
 async def migrate(conn: asyncpg.Connection, projection: Projection) -> None:
@@ -361,6 +372,8 @@ class ProjectionRunner:
         self.discarded = 0  # of those, below the partition's stored offset (already applied): never applied
         self.retried = 0  # transactions rolled back by a transient error and run again
         self.batch_records = 5000  # at most per transaction (a replay takes more)
+        self._unsettled = projection.settles  # applied since it last settled (or before a restart)
+        self._settled_at = 0.0
         self.ready = asyncio.Event()
         self.positions: dict[TopicPartition, int] = {}  # partitions seeked to their stored offset, next offset
         # Next offsets as stored in Postgres, also committed to the consumer group now and then so that lag
@@ -429,23 +442,36 @@ class ProjectionRunner:
     async def process(self, batch: Batch, *, dead_letter: bool = True) -> None:
         await self.commit(prepare(batch, self.owners), dead_letter=dead_letter)
 
-    async def process_pipelined(self, batch: Batch, *, dead_letter: bool = True) -> None:
+    async def process_pipelined(self, batch: Batch, *, dead_letter: bool = True, settle: bool = False) -> None:
         """Decode this batch while the previous one is still being written (order is kept:
         commits run one after another). Raises what the previous commit raised, and then this
         batch is not committed."""
         prepared = await prepare_cooperatively(batch, self.owners)
         await self.flush()
-        self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter))
+        self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter, settle=settle))
+
+    def settle_due(self, records: int) -> bool:
+        """Settle with this batch: it was not full (the log has no more now), or it is overdue."""
+        if not self.projection.settles:
+            return False
+        return records < self.batch_records or asyncio.get_running_loop().time() - self._settled_at > SETTLE_EVERY_S
+
+    async def settle_now(self) -> None:
+        """Settle in a transaction of its own, if anything was applied since the last time."""
+        await self.flush()
+        if self._unsettled:
+            await self.commit(([], [], {}), settle=True)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             await pending
 
-    async def commit(self, prepared: Prepared, *, dead_letter: bool = True) -> None:
+    async def commit(self, prepared: Prepared, *, dead_letter: bool = True, settle: bool = False) -> None:
         """One transaction: rows, offsets, dedup ids; retried whole on a transient error."""
         good, dead, offsets = prepared
-        if self._live and not good and not dead and offsets:  # passed over only (a site): store them later
+        settle = settle and self.projection.settles and (self._unsettled or bool(good))
+        if self._live and not good and not dead and offsets and not settle:  # passed over only (a site): later
             if not self._passed_over:
                 self._passed_over_since = asyncio.get_running_loop().time()
             self._passed_over.update(offsets)
@@ -458,7 +484,7 @@ class ProjectionRunner:
         in_memory = None if self._recent is None else self._recent.fresh(prepared[0], prepared[2])
         for attempt in range(1, RETRIES + 1):
             try:
-                applied, dead = await self._commit_once(prepared, dead_letter, in_memory)
+                applied, dead = await self._commit_once(prepared, dead_letter, in_memory, settle)
                 break
             except Exception as exc:
                 if not is_transient(exc) or attempt == RETRIES:
@@ -470,14 +496,18 @@ class ProjectionRunner:
                 await asyncio.sleep(delay)
         self.stored.update(prepared[2])
         self.applied += applied
+        if settle:
+            self._unsettled, self._settled_at = False, asyncio.get_running_loop().time()
+        elif applied and self.projection.settles:
+            self._unsettled = True
         self.dead_lettered += len(dead)
         for record, reason in dead:
             log.warning("projection.dead_letter", projection=self.projection.name, topic=record.topic,
                         partition=record.partition, offset=record.offset, reason=reason)
 
     async def _commit_once(self, prepared: Prepared, dead_letter: bool,
-                           in_memory: tuple[list[tuple[Any, Envelope]], list[tuple[Any, Envelope]]] | None
-                           ) -> tuple[int, list[tuple[Any, str]]]:
+                           in_memory: tuple[list[tuple[Any, Envelope]], list[tuple[Any, Envelope]]] | None,
+                           settle: bool = False) -> tuple[int, list[tuple[Any, str]]]:
         good, dead, offsets = prepared
         async with self.pool.acquire() as conn, conn.transaction():
             # A read model is rebuildable and its offsets commit with its rows: losing the last
@@ -499,6 +529,8 @@ class ProjectionRunner:
                     if is_transient(exc):
                         raise
                     dead += await self._apply_one_by_one(conn, fresh)
+            if settle:
+                await self.projection.settle(conn)
             await conn.execute(
                 """insert into projection_offsets (projection, topic, partition, next_offset)
                    select $1, t, p, o from unnest($2::text[], $3::int[], $4::bigint[]) as u(t, p, o)
@@ -645,9 +677,9 @@ class ProjectionRunner:
                 batch = self.admit(await fetch_batch(consumer, max_records=self.batch_records))
                 try:
                     if batch:
-                        await self.process_pipelined(batch)
+                        await self.process_pipelined(batch, settle=self.settle_due(sum(map(len, batch.values()))))
                     else:
-                        await self.flush()
+                        await self.settle_now()
                         if self._passed_over:  # nothing more to read now: store what was passed over
                             await self.commit(([], [], {}))
                 except Reseek as exc:
@@ -730,7 +762,7 @@ class ProjectionRunner:
                         await self.seek_to_stored(consumer, tps)
                         remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
                 try:
-                    await self.flush()
+                    await self.settle_now()
                     break
                 except Reseek:
                     await self.seek_to_stored(consumer, tps)

@@ -9,7 +9,9 @@ the events record the triggering event as their causation and its time as theirs
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -57,11 +59,20 @@ async def names_of(conn: asyncpg.Connection, subject_ids: set[str]) -> dict[str,
     return {r["subject_id"]: r["name"] for r in rows}
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """The event that caused a recompute (an envelope, or one kept while the county was put off)."""
+
+    id: uuid.UUID
+    time: dt.datetime
+    correlation_id: str
+
+
 class Emitter:
     def __init__(self, store: EventStore) -> None:
         self.store = store
 
-    async def emit(self, conn: asyncpg.Connection, changed: Changed, trigger: Envelope) -> int:
+    async def emit(self, conn: asyncpg.Connection, changed: Changed, trigger: Trigger | Envelope) -> int:
         recorded = Recorded(actor=ACTOR, time=trigger.time, correlation_id=uuid.UUID(trigger.correlation_id),
                             causation_id=trigger.id)
         appends: list[Append] = []

@@ -4,7 +4,9 @@ A month counts only once its ``MonthCertified`` and all its awards are applied a
 total and digest match (``complete``). Whatever a batch changed (a month certified, a correction
 in a certified month, the roster of a community with certified months) is recomputed at the end
 of the batch from the tables alone, so a rebuild from offset 0 ends byte-identical to the live
-model, whatever order the two topics were interleaved in.
+model, whatever order the two topics were interleaved in. The county's rankings (200,000 subjects
+and more) are put off (``rk_county_pending``) until the runner settles: when it has caught up with
+the log, so a burst of certifications, or a catch-up after an outage, ranks the county once.
 
 The live runner is built with an ``emitter``: in the same transaction as the rows and the
 offsets, it appends ``RankingChanged`` and consequence events to the service's own log for every
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from services.ranking import leaderboard, recompute
-from services.ranking.emit import Emitter
+from services.ranking.emit import Emitter, Trigger
 from services.ranking.tables import READ_MODEL, TABLES
 from shared.envelope import Envelope
 from shared.events.declarations import (
@@ -32,6 +34,7 @@ from shared.events.declarations import (
     SubjectMovedOut,
     SubjectRegistered,
 )
+from shared.events.ranking import COUNTY
 from shared.events.review import MonthCertified, PointsAwarded, PointsCorrected
 from shared.logging import get_logger
 from shared.projection import Projection
@@ -51,6 +54,7 @@ MONTH_CHECK = """select count(*) as n, coalesce(sum(points), 0) as total,
 class RankingProjection(Projection):
     name = "ranking"
     topics = (DECLARATIONS, REVIEW)
+    settles = True
     tables = TABLES
     schema = READ_MODEL
 
@@ -94,13 +98,35 @@ class RankingProjection(Projection):
                 dirty.setdefault(community, set()).update(r["month"] for r in months)
         if dirty:
             started = time.perf_counter()
-            changed = await recompute.run(conn, dirty)
-            await conn.execute("select pg_notify($1, '')", leaderboard.CHANNEL)  # delivered on commit
-            emitted = 0
-            if self.emitter is not None and trigger is not None:
-                emitted = await self.emitter.emit(conn, changed, trigger)
-            log.info("ranking.recomputed", months={c: sorted(m) for c, m in dirty.items()},
-                     rankings=len(changed.rankings), emitted=emitted, seconds=round(time.perf_counter() - started, 3))
+            changed = await recompute.run(conn, dirty, county=False)
+            assert trigger is not None
+            await conn.execute(  # the county's rankings of these months: when the projection settles
+                """insert into rk_county_pending select m, $2, $3, $4 from unnest($1::text[]) as m
+                   on conflict (month) do update set trigger_id = excluded.trigger_id,
+                       trigger_time = excluded.trigger_time, correlation_id = excluded.correlation_id""",
+                sorted({m for months in dirty.values() for m in months}), trigger.id, trigger.time,
+                trigger.correlation_id)
+            await self._said(conn, changed, trigger, started, months={c: sorted(m) for c, m in dirty.items()})
+
+    async def settle(self, conn: asyncpg.Connection) -> None:
+        """Rank the county for the months put off (once for a burst of certifications)."""
+        pending = await conn.fetch("delete from rk_county_pending returning *")
+        if not pending:
+            return
+        started = time.perf_counter()
+        changed = await recompute.run_county(conn, {r["month"] for r in pending})
+        last = max(pending, key=lambda r: (r["trigger_time"], str(r["trigger_id"])))
+        await self._said(conn, changed, Trigger(last["trigger_id"], last["trigger_time"], last["correlation_id"]),
+                         started, months={COUNTY: sorted(r["month"] for r in pending)})
+
+    async def _said(self, conn: asyncpg.Connection, changed: recompute.Changed, trigger: Trigger | Envelope,
+                    started: float, months: dict[str, list[str]]) -> None:
+        await conn.execute("select pg_notify($1, '')", leaderboard.CHANNEL)  # delivered on commit
+        emitted = 0
+        if self.emitter is not None:
+            emitted = await self.emitter.emit(conn, changed, trigger)
+        log.info("ranking.recomputed", months=months, rankings=len(changed.rankings), emitted=emitted,
+                 seconds=round(time.perf_counter() - started, 3))
 
 
 async def _awards(conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:

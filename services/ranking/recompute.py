@@ -134,21 +134,22 @@ async def certified_months(conn: asyncpg.Connection) -> dict[str, set[str]]:
     return out
 
 
-def touched_periods(dirty: dict[str, set[str]]) -> dict[str, set[Period]]:
+def touched_periods(dirty: dict[str, set[str]], county: bool = True) -> dict[str, set[Period]]:
     """The month, quarter and year of each dirty month, for its community and the county (once)."""
     touched: dict[str, set[Period]] = defaultdict(set)
     for community, months in dirty.items():
         for m in months:
             touched[community].update(periods.containing(m))
-            touched[COUNTY].update(periods.containing(m))
+            if county:
+                touched[COUNTY].update(periods.containing(m))
     return touched
 
 
-async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], certified: dict[str, set[str]]
-                       ) -> list[Ranked]:
-    """Rank every touched (scope, period) into ``rk_next`` / ``rk_next_digests`` and write what changed."""
+async def rank_touched(conn: asyncpg.Connection, touched_scopes: dict[str, set[Period]],
+                       certified: dict[str, set[str]]) -> list[Ranked]:
+    """Rank every touched (scope, period) into ``rk_next`` and write what changed."""
     targets = []
-    for scope, touched in sorted(touched_periods(dirty).items()):
+    for scope, touched in sorted(touched_scopes.items()):
         for period in sorted(touched):
             pairs = sorted((c, m) for c, ms in certified.items() for m in ms if m in period.months
                            and (scope == COUNTY or c == scope))
@@ -172,14 +173,22 @@ async def rank_touched(conn: asyncpg.Connection, dirty: dict[str, set[str]], cer
                    tuple(r["months"])) for r in rows]
 
 
-async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]]) -> Changed:
+async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]], county: bool = True) -> Changed:
+    """Recompute the dirty months of each community: their rankings (and the county's, unless
+    ``county`` is False: ``run_county`` later), talks, nominations and consequences."""
     certified = await certified_months(conn)
-    ranked = await rank_touched(conn, dirty, certified)
+    ranked = await rank_touched(conn, touched_periods(dirty, county), certified)
     changed = Changed(ranked, {})
     for community in sorted(dirty):
         await talks_and_nominations(conn, community, sorted(dirty[community]))
         changed.consequences[community] = await consequences_of(conn, community, certified.get(community, set()))
     return changed
+
+
+async def run_county(conn: asyncpg.Connection, months: set[str]) -> Changed:
+    """Recompute the county's rankings of these months (their month, quarter and year)."""
+    touched = {COUNTY: {p for m in months for p in periods.containing(m)}}
+    return Changed(await rank_touched(conn, touched, await certified_months(conn)), {})
 
 
 async def entries_of(conn: asyncpg.Connection, scope: str, categories: list[str], period_codes: list[str],

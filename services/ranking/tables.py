@@ -45,6 +45,12 @@ create table if not exists rk_ranking_digests (
 do $$ begin  -- an installation from before the lists: its rankings are recomputed by a rebuild
     if to_regclass('rk_rankings') is not null then drop table rk_rankings; delete from rk_ranking_digests; end if;
 end $$;
+-- county months whose rankings are put off while the projection is behind the log (settled when it
+-- has caught up: a burst of certifications ranks the county once), with the last event that touched
+-- each (the cause of the ranking events said when it settles)
+create table if not exists rk_county_pending (
+    month text primary key, trigger_id uuid not null, trigger_time timestamptz not null, correlation_id text not null
+);
 create table if not exists rk_consequences (
     community_id text not null, subject_id text not null, consequence text not null, basis text not null,
     primary key (subject_id, consequence)
@@ -70,7 +76,7 @@ def entries(first: str = "") -> str:
 
 ENTRIES = entries()
 TABLES = ("rk_communities", "rk_subjects", "rk_items", "rk_awards", "rk_corrections", "rk_months", "rk_ranking_lists",
-          "rk_ranking_digests", "rk_consequences", "rk_talks_due", "rk_nominations")
+          "rk_ranking_digests", "rk_county_pending", "rk_consequences", "rk_talks_due", "rk_nominations")
 
 # What the live runner last appended to the ranking log: not part of the read model (a rebuild never
 # touches it), so a swapped-in rebuild does not make the service say again what it already said.

@@ -1,0 +1,72 @@
+"""A burst of certifications (a month end, or a catch-up after an outage) ranks the county once, when
+the live runner has caught up with the log; the communities are ranked batch by batch as before."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import asyncpg
+
+from services.ranking.projection import RankingProjection
+from shared import replay
+from shared.settings import Settings
+from tests.integration.ranking.support import County, Outbox, eventually, live_runner
+
+OLD = dt.date(2024, 12, 1)
+COMMUNITIES = [f"c-{i:02d}" for i in range(1, 7)]
+MONTH = "2026-10"
+
+
+async def test_given_six_certifications_on_the_log_when_the_live_runner_reads_them_then_the_county_is_ranked_once(
+        settings: Settings, pool: asyncpg.Pool) -> None:
+    declarations, review = await Outbox.start(settings, "declarations"), await Outbox.start(settings, "review")
+    runner, _ = await live_runner(pool, settings)
+    runner.batch_records = 40  # a certification is 21 records: several full batches before the last
+    stop = asyncio.Event()
+    try:
+        # given: six communities' rosters and certified months, all on the log before the service reads
+        for n, community in enumerate(COMMUNITIES):
+            county = County(declarations, review, community)
+            people = [(f"{community}-p{i}", f"居民{n}{i}", ("party_member",), OLD, "male") for i in range(20)]
+            await county.register(people)
+            await county.certify(MONTH, {(sid, "party_member"): (i * 7 + n) % 11 for i, (sid, *_) in
+                                         enumerate(people)})
+
+        # when: the live runner reads the burst
+        task = asyncio.create_task(runner.run(stop))
+        await eventually(lambda: _county_ranked(pool), 60, "the county ranked")
+        await eventually(lambda: _settled(pool), 60, "nothing put off")
+        stop.set()
+        await task
+
+        # then: each community's rankings were said as their months came; the county's once, with all six
+        said = await pool.fetch("select stream_id, version from ranking_emitted where stream_id like 'ranking-county-%'")
+        assert said and all(r["version"] == 1 for r in said), said
+        months = await pool.fetch("select months from rk_ranking_digests where scope = 'county'")
+        assert {len(r["months"]) for r in months} == {1}
+        ranked = await pool.fetchval("select ranked from rk_ranking_digests where scope = 'county' and period = $1",
+                                     MONTH)
+        assert ranked == 6 * 20
+        community_said = await pool.fetchval("select count(*) from ranking_emitted where stream_id like 'ranking-c-%'")
+        assert community_said == 6 * 3  # month, quarter and year of each community
+
+        # and: a rebuild from offset 0 is byte-identical, with nothing left put off
+        built = await replay.rebuild(pool, RankingProjection(), settings)
+        async with pool.acquire() as conn:
+            live = await replay.describe(conn, RankingProjection(), "public")
+        assert built.digests == live[1]
+        assert built.rows["rk_county_pending"] == 0
+    finally:
+        stop.set()
+        await declarations.close()
+        await review.close()
+
+
+async def _county_ranked(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval(
+        "select ranked = 120 from rk_ranking_digests where scope = 'county' and period = $1", MONTH))
+
+
+async def _settled(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("select count(*) = 0 from rk_county_pending"))
