@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -72,7 +73,7 @@ class Link:
     async def _listen(self) -> None:
         for listen, target in self.routes:
             self._servers.append(await asyncio.start_server(
-                lambda r, w, t=target: self._forward(r, w, t), self.host, listen, reuse_address=True))
+                functools.partial(self._forward, target=target), self.host, listen, reuse_address=True))
 
     async def _cut(self) -> None:
         self.up = False
