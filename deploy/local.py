@@ -274,6 +274,11 @@ class KafkaServer:
     StandardAuthorizer denies whatever no ACL allows; ``admin`` is the super user. The controller
     listener (loopback) authenticates with SASL/PLAIN as ``controller``. Without secrets and with
     ``plaintext=True`` it is the old unauthenticated broker.
+
+    ``site_link`` (listen port, advertised port): a second client listener, ``SITE``, for community
+    sites, advertised at another port where a TCP proxy forwards to it (``deploy.link``). Kafka clients
+    reconnect to the advertised addresses after bootstrap, so only a listener of their own keeps every
+    connection of a site on a link that can be cut.
     """
 
     MAIN_CLASS = "kafka.Kafka"
@@ -281,8 +286,10 @@ class KafkaServer:
     def __init__(self, data_dir: Path, port: int, controller_port: int, heap: str = "1g",
                  lib_dir: Path | None = None, secrets: Secrets | None = None,
                  plaintext: bool = False, node_id: int = 1, voters: str | None = None,
-                 replicas: int = 1, cluster_id_file: Path | None = None) -> None:  # fmt: skip
+                 replicas: int = 1, cluster_id_file: Path | None = None,
+                 site_link: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.node_id = node_id
+        self.site_link = site_link
         self.voters = voters or f"{node_id}@127.0.0.1:{controller_port}"  # one node: it alone is the quorum
         self.replicas = replicas  # default replication of topics and internal topics (min ISR: 2 when 3)
         self.cluster_id_file = cluster_id_file
@@ -325,16 +332,16 @@ class KafkaServer:
 
     def _security_props(self) -> dict[str, str]:
         if self.secrets is None:
-            return {
+            return self._with_site_listener({
                 "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
                 "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
                 "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 "inter.broker.listener.name": "PLAINTEXT",
-            }
+            }, "PLAINTEXT")
         admin_pw = self.secrets.password(credentials.ADMIN)
         ctl_pw = self.secrets.password(credentials.CONTROLLER)
         mech = credentials.SCRAM_MECHANISM
-        return {
+        return self._with_site_listener({
             "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
             "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
@@ -353,7 +360,22 @@ class KafkaServer:
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found": "false",
             "super.users": f"User:{credentials.ADMIN};User:{credentials.CONTROLLER}",
-        }  # fmt: skip
+        }, "SASL_PLAINTEXT")  # fmt: skip
+
+    def _with_site_listener(self, props: dict[str, str], protocol: str) -> dict[str, str]:
+        """``props`` plus the ``SITE`` listener (same protocol and SASL setup as the clients' one), if any."""
+        if self.site_link is None:
+            return props
+        listen, advertised = self.site_link
+        out = props | {
+            "listeners": f"{props['listeners']},SITE://127.0.0.1:{listen}",
+            "advertised.listeners": f"{props['advertised.listeners']},SITE://127.0.0.1:{advertised}",
+            "listener.security.protocol.map": f"{props['listener.security.protocol.map']},SITE:{protocol}",
+        }
+        prefix = f"listener.name.sasl_plaintext.{credentials.SCRAM_MECHANISM.lower()}."
+        out |= {k.replace("listener.name.sasl_plaintext.", "listener.name.site."): v
+                for k, v in props.items() if k.startswith(prefix)}
+        return out
 
     def _write_props(self) -> None:
         min_isr = 2 if self.replicas >= 3 else 1
@@ -447,7 +469,7 @@ class KafkaServer:
             assert old is not None
             pid = old
         else:
-            for p in (self.port, self.controller_port):
+            for p in (self.port, self.controller_port, *(self.site_link or ())[:1]):
                 if port_open(p):
                     raise RuntimeError(f"port 127.0.0.1:{p} is taken by another process; cannot start Kafka")
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -501,13 +523,16 @@ class KafkaCluster:
     node's plug and put it back. Clients bootstrap from all three."""
 
     def __init__(self, data_dir: Path, ports: list[int], controller_ports: list[int], heap: str = "768m",
-                 lib_dir: Path | None = None, secrets: Secrets | None = None, plaintext: bool = False) -> None:
+                 lib_dir: Path | None = None, secrets: Secrets | None = None, plaintext: bool = False,
+                 site_links: list[tuple[int, int]] | None = None) -> None:
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         voters = ",".join(f"{i}@127.0.0.1:{c}" for i, c in enumerate(controller_ports, 1))
+        links: list[tuple[int, int] | None] = list(site_links) if site_links else [None] * len(ports)
         self.nodes = [KafkaServer(data_dir / f"node-{i}", p, c, heap, lib_dir, secrets, plaintext, node_id=i,
-                                  voters=voters, replicas=len(ports), cluster_id_file=data_dir / "cluster.id")
-                      for i, (p, c) in enumerate(zip(ports, controller_ports, strict=True), 1)]
+                                  voters=voters, replicas=len(ports), cluster_id_file=data_dir / "cluster.id",
+                                  site_link=link)
+                      for i, (p, c, link) in enumerate(zip(ports, controller_ports, links, strict=True), 1)]
 
     @property
     def secrets(self) -> Secrets | None:
@@ -521,6 +546,13 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def site_bootstrap(self) -> str:
+        """Where sites bootstrap: the advertised ends of the site links (the proxies), else as everyone."""
+        if any(n.site_link is None for n in self.nodes):
+            return self.bootstrap
+        return ",".join(f"127.0.0.1:{n.site_link[1]}" for n in self.nodes if n.site_link)
 
     @property
     def pid(self) -> int | None:

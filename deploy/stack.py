@@ -63,6 +63,9 @@ class Stack:
     kafka_port: int = field(default_factory=lambda: _env_int("STACK_KAFKA_PORT", 9092))
     kafka_controller_port: int = field(default_factory=lambda: _env_int("STACK_KAFKA_CONTROLLER_PORT", 9093))
     pg_port: int = field(default_factory=lambda: _env_int("STACK_POSTGRES_PORT", 55432))
+    # Cluster mode only, when set: the brokers' SITE listeners on this port, +2, +4, advertised one port above
+    # each, where a proxy the caller runs (``deploy.link``) forwards: the sites' link to the county, cuttable.
+    site_link_port: int = field(default_factory=lambda: _env_int("STACK_SITE_LINK_PORT", 0))
     external_kafka: str | None = field(default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     external_db: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
 
@@ -77,7 +80,8 @@ class Stack:
         if self.cluster:  # three nodes: 9092, 9094, 9096 (controllers one port above each)
             ports = [self.kafka_port + 2 * i for i in range(3)]
             self.kafka = KafkaCluster(self.root / "kafka-cluster", ports, [p + 1 for p in ports],
-                                      secrets=self.secrets, plaintext=self.secrets is None)  # fmt: skip
+                                      secrets=self.secrets, plaintext=self.secrets is None,
+                                      site_links=self.site_links or None)  # fmt: skip
         else:
             self.kafka = KafkaServer(self.root / "kafka", self.kafka_port, self.kafka_controller_port,
                                      secrets=self.secrets, plaintext=self.secrets is None)  # fmt: skip
@@ -124,6 +128,20 @@ class Stack:
     @property
     def bootstrap(self) -> str:
         return self.external_kafka or self.kafka.bootstrap
+
+    @property
+    def site_links(self) -> list[tuple[int, int]]:
+        """(broker's SITE listener, its advertised port) per node; none unless cluster mode names a port."""
+        if not (self.cluster and self.site_link_port):
+            return []
+        return [(self.site_link_port + 2 * i, self.site_link_port + 2 * i + 1) for i in range(3)]
+
+    @property
+    def site_bootstrap(self) -> str:
+        """Where the sites' Kafka clients bootstrap: through the site links when there are, else as the county."""
+        if self.external_kafka or not isinstance(self.kafka, KafkaCluster):
+            return self.bootstrap
+        return self.kafka.site_bootstrap
 
     @property
     def admin_dsn(self) -> str:
@@ -221,7 +239,7 @@ def _start_site(stack: Stack, local: LocalSite) -> int:
         raise typer.Exit(1)
     env = _child_env(**stack.kafka_env(site.principal), **stack.topic_env(), **stack.sites_env(),
                      SERVICE_NAME="declarations", SITE=site.name, DATABASE_URL=stack.site_dsn(site),
-                     KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, HTTP_HOST="127.0.0.1", HTTP_PORT=str(local.port))
+                     KAFKA_BOOTSTRAP_SERVERS=stack.site_bootstrap, HTTP_HOST="127.0.0.1", HTTP_PORT=str(local.port))
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     with open(stack.log_dir / f"{site.principal}.log", "ab") as log:

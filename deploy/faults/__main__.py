@@ -8,11 +8,13 @@ import logging
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from deploy.faults import certify
 from deploy.faults import faults as f
 from deploy.faults.harness import COUNTY_COMMUNITY, SITE, Harness
 from deploy.faults.load import Load, seed
@@ -49,11 +51,14 @@ def plan(kinds: list[str], fault_seconds: float, site_cut_seconds: float, duplic
 
 
 async def suite(harness: Harness, faults: list[f.Fault], rate: float, subjects: int, steady: float,
-                after: float) -> list[Row]:
+                after: float, certify_under: int | None = None) -> list[Row]:
+    """The faults in turn under load; during fault number ``certify_under`` (if any) a month is certified."""
     load_catalogue()
     settings = harness.admin_settings()
     targets = [await asyncio.to_thread(seed, harness.county_url, COUNTY_COMMUNITY, subjects),
                await asyncio.to_thread(seed, harness.site_url, SITE.community_id, subjects)]
+    month = None if certify_under is None else await certify.prepare(harness.county_url,
+                                                                     harness.stack.service_url("review"))
     load = Load(targets, rate)
     stop = asyncio.Event()
     running = asyncio.create_task(load.run(stop))
@@ -61,11 +66,17 @@ async def suite(harness: Harness, faults: list[f.Fault], rate: float, subjects: 
     rows: list[Row] = []
     try:
         since = time.monotonic()
-        for fault in faults:
+        for i, fault in enumerate(faults):
+            alongside = partial(certify.certify, month) if month is not None and i == certify_under else None
             rows.append(await run_fault(fault, harness, settings, load, steady=steady, after=after, since=since,
-                                        say=lambda text: console.log(text, markup=False, highlight=False)))
+                                        say=lambda text: console.log(text, markup=False, highlight=False),
+                                        alongside=alongside))
             since = time.monotonic()
             r = rows[-1]
+            if "certified" in r.facts:
+                c = r.facts["certified"]
+                r.notes.append(f"month {c['month']} of {c['community']} certified during this fault "
+                               f"({c['items']} items, {c['awarded']} awarded)")
             console.log(f"{r.fault}: {r.tally.acknowledged} acknowledged, lost {r.tally.lost}, doubled "
                         f"{r.tally.doubled}, reordered {r.tally.reordered}; load {os.getloadavg()[0]:.2f}",
                         markup=False, highlight=False)
@@ -94,6 +105,8 @@ def run(faults: str = typer.Option(",".join(KINDS), help=f"Which faults, in orde
         site_cut_seconds: float = typer.Option(60.0, help="How long the site is cut off."),
         after: float = typer.Option(15.0, help="Seconds of load after each fault ends, before the checks."),
         duplicates: int = typer.Option(50, help="Records per partition re-produced by the duplicates fault."),
+        certify_under: str = typer.Option("broker", help="During the first fault of this kind, certify last month "
+                                          "of a community of its own (verify, sign); empty: none."),
         keep: bool = typer.Option(False, help="Keep the stack's folder (logs, data) afterwards."),
         report_json: str = typer.Option("", help="Also write the rows as JSON to this file."),
         stack_dir: str = typer.Option("", help="The stack's folder (default: a fresh temporary one)."),
@@ -101,7 +114,11 @@ def run(faults: str = typer.Option(",".join(KINDS), help=f"Which faults, in orde
     """Start a cluster-mode stack, run the faults under load, print the table; exit 1 on any loss."""
     configure_logging("fault-suite", logging.ERROR)  # the replays' dead-letter warnings are the point, not news
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its retries while a broker is down, likewise
-    chosen = plan([k.strip() for k in faults.split(",") if k.strip()], fault_seconds, site_cut_seconds, duplicates)
+    kinds = [k.strip() for k in faults.split(",") if k.strip()]
+    chosen = plan(kinds, fault_seconds, site_cut_seconds, duplicates)
+    under = kinds.index(certify_under) if certify_under in kinds else None
+    if certify_under and under is None:
+        raise typer.BadParameter(f"--certify-under {certify_under!r} is not among the faults chosen")
     harness = Harness.create(Path(stack_dir) if stack_dir else None)
     console.log(f"stack in {harness.root}; load average {os.getloadavg()}", markup=False, highlight=False)
     started = time.monotonic()
@@ -111,7 +128,7 @@ def run(faults: str = typer.Option(",".join(KINDS), help=f"Which faults, in orde
         os.environ["TOKEN_SECRET"] = harness.token_secret()  # the tokens the load's staff carry
         get_settings.cache_clear()
         console.log(f"cluster-mode stack up in {time.monotonic() - started:.0f} s", markup=False, highlight=False)
-        rows = asyncio.run(suite(harness, chosen, rate, subjects, steady, after))
+        rows = asyncio.run(suite(harness, chosen, rate, subjects, steady, after, under))
     finally:
         harness.down(keep=keep)
     show(rows, console)

@@ -68,17 +68,37 @@ async def lagging(harness: Harness, settings: Settings, ends: Ends) -> list[str]
     return out
 
 
-async def unpublished(harness: Harness) -> dict[str, int]:
-    """Events in each outbox (the services' and the site's) not yet on Kafka."""
+def _outboxes(harness: Harness) -> list[tuple[str, str]]:
+    return [*((s, harness.service_dsn(s)) for s in SERVICES), (f"site {SITE.name}", harness.site_dsn())]
+
+
+async def unpublished(harness: Harness, upto: dict[str, int] | None = None) -> dict[str, int]:
+    """Events in each outbox (the services' and the site's) not yet on Kafka; with ``upto``, only those at
+    or before its position for that outbox (what it held then, ``outbox_heads``)."""
     out = {}
-    for name, dsn in [*((s, harness.service_dsn(s)) for s in SERVICES), (f"site {SITE.name}", harness.site_dsn())]:
+    for name, dsn in _outboxes(harness):
+        if upto is not None and name not in upto:
+            continue
         conn = await asyncpg.connect(dsn, timeout=5)
         try:
-            n = await conn.fetchval("select count(*) from events where published_at is null")
+            n = await conn.fetchval("select count(*) from events where published_at is null and position <= $1",
+                                    upto[name] if upto is not None else 2**62)
         finally:
             await conn.close()
         if n:
             out[name] = n
+    return out
+
+
+async def outbox_heads(harness: Harness) -> dict[str, int]:
+    """The last position of each outbox now."""
+    out = {}
+    for name, dsn in _outboxes(harness):
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            out[name] = await conn.fetchval("select coalesce(max(position), 0) from events")
+        finally:
+            await conn.close()
     return out
 
 

@@ -6,16 +6,20 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from deploy.faults.harness import Harness
+from deploy.faults.checks import end_offsets
+from deploy.faults.harness import SITE, Harness
+from shared.envelope import site_source
 from shared.kafka import consumer_config, producer_config
 from shared.projection import partitions_of
 from shared.settings import Settings
 from shared.topics import BY_SERVICE
 
-Step = Callable[[Harness, Settings], Awaitable[None]]
+Facts = dict[str, Any]  # what a fault saw, for the report
+Step = Callable[[Harness, Settings], Awaitable[Facts | None]]
 POISON_SOURCE = "/fault-suite/poison"  # no service's source: the chains set these records aside
 
 
@@ -59,13 +63,48 @@ def service_killed(name: str, hold: float) -> Fault:
 
 
 def site_cut(hold: float) -> Fault:
-    async def cut(h: Harness, s: Settings) -> None:
-        await asyncio.to_thread(h.stop_site_relay)
+    """The site's network link to the brokers cut (``deploy.link``): its relay and its consumers run on, the
+    site takes declarations into its outbox. Facts: the relay's pid at the cut and at the restore, and how
+    many of the site's records reached the declarations topic while cut (from a moment after the cut)."""
+    seen: dict[str, Any] = {}
 
-    async def restore(h: Harness, s: Settings) -> None:
-        await asyncio.to_thread(h.start_site_relay)
+    async def cut(h: Harness, s: Settings) -> None:
+        seen.clear()
+        seen["relay_pid_at_cut"] = h.site_relay_pid
+        await asyncio.to_thread(h.cut_site_link)
+        await asyncio.sleep(1.0)  # a request the broker had whole before the cut may still be appended
+        seen["ends"] = await end_offsets(s, [BY_SERVICE["declarations"].name(s)])
+
+    async def restore(h: Harness, s: Settings) -> Facts:
+        during = await _from_source(s, seen.pop("ends"), site_source(SITE.name, s))
+        await asyncio.to_thread(h.restore_site_link)
+        return {**seen, "relay_pid_at_restore": h.site_relay_pid, "site_records_on_topic_while_cut": during,
+                "connections_refused_while_cut": h.link.refused if h.link else None}
 
     return Fault(f"site cut off {hold:g} s", cut, restore, hold)
+
+
+async def _from_source(settings: Settings, since: dict[tuple[str, int], int], source: str) -> int:
+    """Records from ``source`` on the partitions of ``since`` after its offsets, up to their ends now."""
+    consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
+    await consumer.start()
+    n = 0
+    try:
+        tps = [TopicPartition(t, p) for t, p in since]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        todo = {tp: ends[tp] for tp in tps if ends[tp] > since[tp.topic, tp.partition]}
+        for tp in todo:
+            consumer.seek(tp, since[tp.topic, tp.partition])
+        while todo:
+            for tp, records in (await consumer.getmany(*todo, timeout_ms=1000)).items():
+                n += sum(1 for r in records if r.offset < todo[tp] and (b"ce_source", source.encode()) in
+                         [(k.encode(), v) for k, v in r.headers])
+                if records and records[-1].offset >= todo[tp] - 1:
+                    del todo[tp]
+    finally:
+        await consumer.stop()
+    return n
 
 
 async def _records(settings: Settings, per_partition: int) -> list[tuple[str, int, bytes | None, bytes | None,

@@ -1,6 +1,8 @@
 """The suite's own cluster-mode stack: ``deploy.stack`` in a fresh folder on free ports, one community site
-whose relay runs as a process of its own (cutting the site off = stopping its relay: the site keeps
-taking declarations and forwards them once restored), and the levers the faults pull."""
+whose relay runs as a process of its own, the site's network link to the county's Kafka cluster (every
+connection of the site's Kafka clients goes through a TCP proxy this process owns, ``deploy.link``: cutting
+it drops them all and refuses new ones; the site keeps taking declarations into its outbox meanwhile and
+forwards them once restored), and the levers the faults pull."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from deploy import credentials
 from deploy import stack as local_stack
+from deploy.link import Link
 from deploy.local import (
     REPO_ROOT,
     ensure_kafka_libs,
@@ -55,11 +58,14 @@ class Harness:
     relay_proc: subprocess.Popen[bytes] | None = None
     site_port: int = 0
     relay_restarts: int = 0
+    link: Link | None = None  # the site's link to the brokers
 
     @classmethod
     def create(cls, root: Path | None = None) -> Harness:
         root = root or Path(tempfile.mkdtemp(prefix="points-faults-"))
-        env = {"STACK_DIR": str(root), "STACK_KAFKA_PORT": str(_free_run(6)), "STACK_POSTGRES_PORT": str(free_port())}
+        base = _free_run(12)  # the nodes' client and controller ports, then their site listeners and proxies
+        env = {"STACK_DIR": str(root), "STACK_KAFKA_PORT": str(base), "STACK_SITE_LINK_PORT": str(base + 6),
+               "STACK_POSTGRES_PORT": str(free_port())}
         env |= {f"STACK_PORT_{name.upper()}": str(free_port()) for name in local_stack.SERVICES}
         for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):  # ours alone: never someone else's servers
             os.environ.pop(var, None)
@@ -79,6 +85,7 @@ class Harness:
     def up(self) -> None:
         """``make up-cluster`` in our folder, then the site joins (its database, principal, ACLs, registry)."""
         self._start_kafka(timeout=600)
+        self.link = Link([(advertised, listener) for listener, advertised in self.stack.site_links]).start()
         self._cli("up", "--cluster", "--no-demo")
         self.site_port = free_port()
         for attempt in range(3):  # `site add` is idempotent; its start-up check can race a fresh process (*)
@@ -110,6 +117,8 @@ class Harness:
         self.stop_site_relay()
         if self.site_proc is not None:
             stop_process(self.site_proc)
+        if self.link is not None:
+            self.link.close()
         try:
             self._cli("down")
         finally:
@@ -173,6 +182,18 @@ class Harness:
         time.sleep(0.5)  # (*) until the child has exec'd, its command line is ours and it looks "exited"
         local_stack._wait_ready(stack, name, timeout=120)
 
+    def cut_site_link(self) -> None:
+        assert self.link is not None
+        self.link.cut()
+
+    def restore_site_link(self) -> None:
+        assert self.link is not None
+        self.link.restore()
+
+    @property
+    def site_relay_pid(self) -> int | None:
+        return self.relay_proc.pid if self.relay_proc is not None and self.relay_proc.poll() is None else None
+
     def start_site_relay(self) -> None:
         env = self._site_env()
         self.relay_proc = subprocess.Popen([sys.executable, "-m", "shared.relay", "declarations"], cwd=REPO_ROOT,
@@ -191,7 +212,7 @@ class Harness:
 
     def stop_site_relay(self) -> None:
         if self.relay_proc is not None and self.relay_proc.poll() is None:
-            os.killpg(self.relay_proc.pid, signal.SIGKILL)  # the link goes, mid-batch or not
+            os.killpg(self.relay_proc.pid, signal.SIGKILL)
             self.relay_proc.wait(10)
         self.relay_proc = None
 
@@ -199,7 +220,7 @@ class Harness:
         stack = self.stack
         return local_stack._child_env(**stack.kafka_env(SITE.principal), **stack.topic_env(), **stack.sites_env(),
                                       SERVICE_NAME="declarations", SITE=SITE.name, DATABASE_URL=self.site_dsn(),
-                                      KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, HTTP_HOST="127.0.0.1",
+                                      KAFKA_BOOTSTRAP_SERVERS=stack.site_bootstrap, HTTP_HOST="127.0.0.1",
                                       HTTP_PORT=str(self.site_port), **extra)
 
     def _site_process(self, **extra: str) -> subprocess.Popen[bytes]:

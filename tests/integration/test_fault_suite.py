@@ -1,8 +1,8 @@
 """The fault suite's short cases: ``python -m deploy.faults`` on a cluster-mode stack of its own, under a
-short load, with a broker killed with -9 and brought back, the ranking service killed with -9 and
-restarted, duplicates delivered, and the site cut off for a few seconds. Every acknowledged declaration
-is on the log exactly once and in its stream's order; every read model equals a rebuild; every chain
-verifies."""
+short load, with a broker killed with -9 and brought back (a month certified meanwhile), the ranking
+service killed with -9 and restarted, duplicates delivered, and the site's network link cut for a few
+seconds. Every acknowledged declaration is on the log exactly once and in its stream's order; every read
+model equals a rebuild; every chain verifies."""
 
 from __future__ import annotations
 
@@ -43,4 +43,14 @@ def test_given_a_short_fault_suite_then_nothing_is_lost_doubled_or_reordered(tmp
         assert r["chains"] and not any(r["chains"].values()), r
         assert r["caught_up_s"] is not None, r
     assert next(r for r in rows if r["fault"].startswith("duplicates"))["copies"] > 0  # the copies were delivered
+    # and: a month was certified while the broker was down (awards and MonthCertified through review to ranking)
+    certified = rows[0]["facts"]["certified"]
+    assert certified["community"] == "c-certify" and certified["awarded"] > 0, rows[0]
+    # and: while the site's link was cut its relay ran on (same process), the site still acknowledged
+    # declarations, and none of its records reached the topic; after the restore they all arrived (above)
+    cut = rows[3]["facts"]
+    assert cut["relay_pid_at_cut"] is not None and cut["relay_pid_at_cut"] == cut["relay_pid_at_restore"], cut
+    assert cut["acknowledged_during"]["c-site"] > 0, cut
+    assert cut["site_records_on_topic_while_cut"] == 0, cut
+    assert "relay exited on its own" not in res.stdout
     assert res.returncode == 0, res.stdout[-3000:]
