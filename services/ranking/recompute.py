@@ -221,13 +221,14 @@ async def talks_and_nominations(conn: asyncpg.Connection, community: str, months
             talks += [(community, month, category, s, t) for s, t in talks_due(entries)]
             if category in TEN_MOST_BEAUTIFUL:
                 noms += [(community, month, category, e.subject_id, e.rank, e.score) for e in nominees(entries)]
-        women = await conn.fetch(
-            f"""select s.subject_id, s.registered_on, s.moved_out_on, coalesce(sum(r.score), 0)::bigint as total
-               from rk_subjects s left join (select e.subject_id, e.score from rk_ranking_lists l
-                                             cross join lateral {ENTRIES} where l.scope = $1 and l.period = $2) r
-                    on r.subject_id = s.subject_id
-               where s.community_id = $1 and s.kind = 'person' and s.gender = any($3::text[])
-               group by s.subject_id""", community, month, list(FEMALE))
+        women = await conn.fetch(  # totals first: joined to each subject, the lists would be unnested per subject
+            f"""with totals as materialized (
+                    select e.subject_id, sum(e.score)::bigint as total from rk_ranking_lists l
+                    cross join lateral {ENTRIES} where l.scope = $1 and l.period = $2 group by e.subject_id)
+                select s.subject_id, s.registered_on, s.moved_out_on, coalesce(t.total, 0)::bigint as total
+                from rk_subjects s left join totals t using (subject_id)
+                where s.community_id = $1 and s.kind = 'person' and s.gender = any($3::text[])""",
+            community, month, list(FEMALE))
         if women:
             members = [Member(w["subject_id"], community, w["registered_on"], w["moved_out_on"]) for w in women]
             by_total = rank(members, {w["subject_id"]: w["total"] for w in women}, periods.month(month))
