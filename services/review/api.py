@@ -16,7 +16,7 @@ from services.review import clock, handlers, views
 from services.review.domain import commands as c
 from services.review.domain.certification import still_needed, valid_signers
 from services.review.domain.model import Signer
-from services.review.domain.page import PAGE_LIMIT, page_problem
+from services.review.domain.page import PAGE_LIMIT, page_problem, size_problem
 from services.review.settings import review_settings
 from shared.auth import CurrentPrincipal, Principal, Role, require_community, require_role
 from shared.commands import Rejected, fingerprint, run_idempotent
@@ -68,7 +68,7 @@ class PageRequest(Body):
     @classmethod
     def page_size(cls, data: Any) -> Any:  # before the field's own length check: a reason that says the limit
         looks = data.get("decisions") if isinstance(data, dict) else None
-        if isinstance(looks, list) and (problem := page_problem(["?"] * len(looks))):
+        if isinstance(looks, list) and (problem := size_problem(len(looks))):
             raise problem
         return data
 

@@ -27,13 +27,19 @@ class LookDecided:
     refused: Rejected | None = None
 
 
+def size_problem(looks: int) -> Rejected | None:
+    if not looks:
+        return Rejected("请至少提交一条审核结论", status=422, code="page_empty")
+    if looks > PAGE_LIMIT:
+        return Rejected(f"一次最多提交 {PAGE_LIMIT} 条审核结论（本次 {looks} 条），请分批提交", status=422,
+                        code="page_too_large", limit=PAGE_LIMIT)
+    return None
+
+
 def page_problem(item_ids: Sequence[str]) -> Rejected | None:
     """Why a page cannot be decided at all (then nothing is), in zh-CN; None when it can."""
-    if not item_ids:
-        return Rejected("请至少提交一条审核结论", status=422, code="page_empty")
-    if len(item_ids) > PAGE_LIMIT:
-        return Rejected(f"一次最多提交 {PAGE_LIMIT} 条审核结论（本次 {len(item_ids)} 条），请分批提交", status=422,
-                        code="page_too_large", limit=PAGE_LIMIT)
+    if problem := size_problem(len(item_ids)):
+        return problem
     twice = sorted(i for i, n in Counter(item_ids).items() if n > 1)
     if twice:
         return Rejected(f"同一条目在本次提交中出现了多次：{'、'.join(twice[:10])}{' 等' if len(twice) > 10 else ''}"
