@@ -120,7 +120,8 @@ async def handle_page(conn: asyncpg.Connection, store: EventStore, command: c.De
     Looks at unknown items or at another community's items go through ``decide`` too and are refused
     there, like single ones. The page lock queues pages of one community (a page decided again after
     a conflict costs a whole page); single looks still race optimistically and a conflict with one
-    decides the page again, up to ``attempts`` times."""
+    decides the page again; the last of ``attempts`` holds the log's lock from the version read to the
+    append, so a page is never starved by a stream of single looks (they wait that long)."""
     ids = [look.item_id for look in command.looks]
     rows = await conn.fetch("select item_id, community_id from items where item_id = any($1::text[])", ids)
     community_of_item = {r["item_id"]: r["community_id"] for r in rows}
@@ -137,6 +138,8 @@ async def handle_page(conn: asyncpg.Connection, store: EventStore, command: c.De
         if acts_here:
             await conn.execute("select pg_advisory_xact_lock($1, hashtext($2))", PAGE_LOCK, stream)
         for attempt in range(1, attempts + 1):
+            if acts_here and attempt == attempts > 1:
+                await store.hold_log(conn)  # a page losing every race to single looks: the last attempt cannot
             try:
                 async with conn.transaction():  # a savepoint: a conflict undoes this attempt only
                     version = await state.stream_version(conn, stream)
