@@ -225,6 +225,12 @@ class EventStore:
                 raise ConcurrencyError("a stream of the batch was appended to concurrently") from exc
         return out
 
+    async def hold_log(self, conn: asyncpg.Connection) -> None:
+        """Take the log lock now, until the caller's transaction ends: nothing can be appended between
+        the caller's read and its append (its last resort after losing optimistic races; every other
+        writer waits meanwhile, so hold it only for a short decision)."""
+        await conn.execute("select pg_advisory_xact_lock($1)", LOG_LOCK)
+
     async def _log_head(self, conn: asyncpg.Connection) -> tuple[int, str]:
         """Lock the log (until commit) and read its head: (chain position, hash) of the last link."""
         row = await conn.fetchrow("select * from events_log_head($1)", self.topic)

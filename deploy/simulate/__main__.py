@@ -35,7 +35,7 @@ def main(
     needs: Annotated[int, typer.Option(help="Needs-board tasks per community.")] = D.needs,
     deduction_every: Annotated[int, typer.Option(help="One deduction per this many persons.")] = D.deduction_every,
     connections: Annotated[int, typer.Option(help="Concurrent requests per site.")] = D.connections,
-    verify_concurrency: Annotated[int, typer.Option(help="Concurrent verifications per community.")]
+    verify_concurrency: Annotated[int, typer.Option(help="Pages of looks (500 items) at once per community.")]
     = D.verify_concurrency,
     counters: Annotated[int, typer.Option(help="Supermarket counters per community.")] = D.counters,
     redemptions: Annotated[int, typer.Option(help="Redemptions per community.")] = D.redemptions,

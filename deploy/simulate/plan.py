@@ -34,7 +34,7 @@ class Plan:
     needs: int = 5  # needs-board tasks per community
     deduction_every: int = 200  # one deduction per this many persons
     connections: int = 4  # concurrent requests per site
-    verify_concurrency: int = 1  # per community: its review history is one stream, more mostly conflicts
+    verify_concurrency: int = 1  # pages at once per community: a community's pages queue on its page lock
     counters: int = 3  # supermarket counters per community
     redemptions: int = 100  # per community
 

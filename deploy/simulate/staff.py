@@ -1,14 +1,15 @@
 """The county's people at work, through the services' public HTTP APIs and with the roles the domain
 names: the county admin registers each community at its site; recorders enter oral, app, WeChat and QQ
 items, the site credential the official account's and the enterprises' work reports, a supervisor the
-deductions; a second recorder verifies; the secretary and a leading-group member each sign the month
-with their own token; clerks redeem at several counters of each Love Supermarket.
+deductions; a second recorder verifies, a page at a time; the secretary and a leading-group member each
+sign the month with their own token; clerks redeem at several counters of each Love Supermarket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import time
 from collections import Counter
 from functools import partial
@@ -19,6 +20,7 @@ from deploy.simulate.load import Tally, Tokens, in_parallel, post_ok
 from deploy.simulate.plan import SHELF, Community, Month, Request, chunks
 from services.exchange.domain.member_code import member_code
 
+PAGE = 500  # looks per request: review's limit, one page of the office's list
 SIGNERS = ("secretary", "leading_group")  # the quorum (review's default): the secretary and one other member
 
 
@@ -79,21 +81,28 @@ def decision(item_id: str) -> tuple[str, str]:
 
 
 async def verify_items(community: Community, review: Client, tokens: Tokens, month: Month, run: str,
-                       concurrency: int, tally: Tally) -> Counter[str]:
-    """A second recorder decides every submitted item of the month; returns the decisions made. The list
-    comes from review's board, a projection: an item just decided may still show as submitted for a
-    moment, so each item is decided once and the list read again until it is empty."""
+                       concurrency: int, tally: Tally, page_size: int = PAGE) -> Counter[str]:
+    """A second recorder decides every submitted item of the month, a page at a time (``POST
+    /items/verifications``, as the office does); returns the decisions made. The list comes from review's
+    board, a projection: an item just decided may still show as submitted for a moment, so each item is
+    decided once and the list read again until it is empty."""
     reviewer = tokens("reviewer", community.id)
     decided: Counter[str] = Counter()
     done: set[str] = set()
 
-    async def decide(item: dict[str, Any]) -> None:
-        verdict, note = decision(item["item_id"])
+    async def decide(page: list[dict[str, Any]]) -> None:
+        looks = [{"item_id": i["item_id"], "decision": d, "note": note}
+                 for i in page for d, note in [decision(i["item_id"])]]
+        ids = "\n".join(look["item_id"] for look in looks)
+        key = f"{run}-{community.id}-page-{hashlib.sha256(ids.encode()).hexdigest()[:24]}"  # a rerun: the first answer
         started = time.monotonic()
-        answer = await post_ok(review, f"/items/{item['item_id']}/verification", {"decision": verdict, "note": note},
-                               f"{run}-check-{item['item_id']}", reviewer, retry_on=("conflict",))
-        decided[verdict] += 1
-        tally.record(201, answer, started, 1)
+        answer = await post_ok(review, "/items/verifications", {"decisions": looks}, key, reviewer,
+                               retry_on=("conflict",))
+        wrong = [o for o in answer["outcomes"] if o["outcome"] == "refused" and o["error"] != "already_decided"]
+        if wrong:  # the reviewer entered none of these items: any other refusal is the simulator's mistake
+            raise RuntimeError(f"{community.id}: {len(wrong)} looks refused, e.g. {wrong[0]}")
+        decided.update(o["decision"] for o in answer["outcomes"] if o["outcome"] == "accepted")
+        tally.record(200, answer, started, answer["accepted"])
 
     while True:
         status, answer = await review.get("/items", reviewer, community_id=community.id, month=month.name,
@@ -106,7 +115,7 @@ async def verify_items(community: Community, review: Client, tokens: Tokens, mon
         done.update(i["item_id"] for i in waiting)
         if not waiting:
             await asyncio.sleep(0.2)  # the board has not caught up with the last decisions yet
-        await in_parallel(concurrency, [partial(decide, i) for i in waiting])
+        await in_parallel(concurrency, [partial(decide, page) for page in chunks(waiting, page_size)])
 
 
 async def certify(community: Community, review: Client, tokens: Tokens, month: Month, run: str, verified: int,

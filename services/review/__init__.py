@@ -9,6 +9,10 @@ Decisions made here (each a default a county can discuss; settings are in ``sett
   and folded with ``evolve`` (``domain/evolve.py``) into the snapshot, in one transaction. If
   someone appended first, the command is decided again on the new state, at most
   ``REVIEW_COMMAND_ATTEMPTS`` times, then answered 409.
+- A page of looks (``POST /items/verifications``, up to 500, ``DecideItems``): each look is decided by
+  the same ``decide`` as a single one, on the state the looks before it leave (``domain/page.py``);
+  refused looks are reported with their code and reason, the rest stand (not all-or-nothing). Per
+  community: one page lock (pages queue), one append at the version read, one snapshot write.
 - Items come from the declarations topic (``items.py``); the service never reads another
   service's tables. Everything shown is a projection (``board.py``), read from one snapshot
   (``views.snapshot``).

@@ -6,16 +6,17 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from services.review import clock, handlers, views
 from services.review.domain import commands as c
 from services.review.domain.certification import still_needed, valid_signers
 from services.review.domain.model import Signer
+from services.review.domain.page import PAGE_LIMIT, page_problem, size_problem
 from services.review.settings import review_settings
 from shared.auth import CurrentPrincipal, Principal, Role, require_community, require_role
 from shared.commands import Rejected, fingerprint, run_idempotent
@@ -53,6 +54,46 @@ class Body(RequestBody):
 class DecideRequest(Body):
     decision: Decision
     note: str = Field("", max_length=1000)
+
+
+class Look(DecideRequest):
+    item_id: Id
+
+
+class PageRequest(Body):
+    decisions: list[Look] = Field(min_length=1, max_length=PAGE_LIMIT,
+                                  description=f"一页审核结论，1 至 {PAGE_LIMIT} 条，每个条目至多一条")
+
+    @model_validator(mode="before")
+    @classmethod
+    def page_size(cls, data: Any) -> Any:  # before the field's own length check: a reason that says the limit
+        looks = data.get("decisions") if isinstance(data, dict) else None
+        if isinstance(looks, list) and (problem := size_problem(len(looks))):
+            raise problem
+        return data
+
+    @model_validator(mode="after")
+    def each_item_once(self) -> PageRequest:
+        if problem := page_problem([look.item_id for look in self.decisions]):
+            raise problem
+        return self
+
+
+class LookOutcome(BaseModel):
+    item_id: str
+    decision: Decision
+    outcome: Literal["accepted", "refused"]
+    event_ids: list[str] = Field(default_factory=list, description="accepted: the events appended for this item")
+    error: str | None = Field(None, description="refused: the code the single command would answer, e.g. own_item")
+    reason: str | None = Field(None, description="refused: why (zh-CN)")
+    status: int | None = Field(None, description="refused: the HTTP status the single command would answer")
+
+
+class PageAnswer(BaseModel):
+    accepted: int
+    refused: int
+    event_count: int
+    outcomes: list[LookOutcome] = Field(description="one per decision, in the order sent")
 
 
 class SignRequest(Body):
@@ -135,6 +176,36 @@ async def verify(item_id: PathId, body: DecideRequest, request: Request, princip
     require_role(principal, Role.recorder, Role.supervisor)
     return await run(request, principal, idempotency_key, body.model_dump(), now,
                      c.DecideItem(item_id, body.decision, body.note, _actor(principal)))
+
+
+@router.post("/items/verifications", status_code=200, response_model=PageAnswer)
+async def verify_page(body: PageRequest, request: Request, principal: CurrentPrincipal, now: Now,
+                      idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    """记录员一次审核一页条目（至多 500 条）：每条的规则与逐条审核相同（不能审核自己申报或录入的条目、
+    不能审核其他社区的条目、已有结论的不能再审）。不合规的条目逐条说明原因，其余照常生效。"""
+    require_role(principal, Role.recorder, Role.supervisor)
+    actor = _actor(principal)
+    command = c.DecideItems(tuple(c.DecideItem(look.item_id, look.decision, look.note, actor)
+                                  for look in body.decisions))
+    rt, settings = runtime(request), review_settings()
+    recorded = Recorded(actor=principal.sub, time=now, correlation_id=uuid.uuid4())
+
+    async def unit(conn: asyncpg.Connection) -> tuple[int, dict[str, Any]]:
+        outcome = await handlers.handle_page(conn, rt.store, command,
+                                             lambda cid: settings.rules(cid, rt.settings.timezone), recorded,
+                                             attempts=settings.command_attempts)
+        looks = [{"item_id": o.look.item_id, "decision": o.look.decision, "outcome": "accepted",
+                  "event_ids": [str(e.id) for e in outcome.envelopes[o.look.item_id]]} if o.refused is None else
+                 {"item_id": o.look.item_id, "decision": o.look.decision, "outcome": "refused",
+                  "error": o.refused.code, "reason": o.refused.reason, "status": o.refused.status}
+                 for o in outcome.looks]
+        accepted = sum(1 for o in outcome.looks if o.refused is None)
+        return 200, {"accepted": accepted, "refused": len(looks) - accepted,
+                     "event_count": sum(len(e) for e in outcome.envelopes.values()), "outcomes": looks}
+
+    print_ = fingerprint({"path": request.url.path, "actor": principal.sub, "body": body.model_dump()})
+    _, response, _ = await run_idempotent(rt.pool, f"review:{idempotency_key}", print_, unit)
+    return response
 
 
 @router.post("/items/{item_id}/overrule", status_code=201)

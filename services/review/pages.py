@@ -61,7 +61,9 @@ async def leading_group(request: Request, principal: CurrentPrincipal,
                         community_id: Annotated[str | None, Query(min_length=1, max_length=64,
                                                                   pattern=ID_PATTERN)] = None,
                         month: Annotated[str | None, Query(pattern=MONTH)] = None) -> HTMLResponse:
-    require_role(principal, Role.secretary, Role.leading_group, Role.supervisor, Role.auditor, Role.county_admin)
+    # recorders and supervisors too: the waiting list is theirs to verify, a page at a time ("全部核实本页")
+    require_role(principal, Role.secretary, Role.leading_group, Role.recorder, Role.supervisor, Role.auditor,
+                 Role.county_admin)
     rt: Runtime = request.app.state.runtime
     community_id = community_id or principal.community
     require_community(principal, community_id)

@@ -135,12 +135,14 @@ async def save(conn: asyncpg.Connection, before: ReviewState, after: ReviewState
     """Write what changed between the state decided on and the state its events leave behind."""
     items = [] if after.items is before.items else [i for k, i in after.items.items() if before.items.get(k) is not i]
     if items:
-        await conn.executemany(
+        await conn.execute(  # one statement for a page of looks or a month's certification
             """insert into review_status (item_id, community_id, month, status, carried_from, corrected)
-               values ($1, $2, $3, $4, $5, $6) on conflict (item_id) do update
+               select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[])
+               on conflict (item_id) do update
                set month = excluded.month, status = excluded.status, carried_from = excluded.carried_from,
                    corrected = excluded.corrected""",
-            [(i.item_id, i.community_id, i.month, i.status, i.carried_from, i.corrected) for i in items])
+            *(list(column) for column in zip(*[(i.item_id, i.community_id, i.month, i.status, i.carried_from,
+                                                i.corrected) for i in items], strict=True)))
         await conn.execute("delete from review_waiting where item_id = any($1::text[])", [i.item_id for i in items])
     for key, m in after.months.items():
         old = before.months.get(key)

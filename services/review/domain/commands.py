@@ -41,6 +41,14 @@ class DecideItem:
 
 
 @dataclass(frozen=True, slots=True)
+class DecideItems:
+    """A page of looks from one reviewer session (office staff verify a page at once): each look is
+    decided exactly as the ``DecideItem`` it is; a refused look is reported and the others stand."""
+
+    looks: tuple[DecideItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class OverruleItem:
     """A supervisor replaces the recorder's decision (with a reason)."""
 

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 MONTH = "2026-09"
 SECRETARY = issue_token(Principal(sub="sec", role=Role.secretary, community="c-01", name="张书记"))
 MEMBER = issue_token(Principal(sub="lg-1", role=Role.leading_group, community="c-01", name="李委员"))
+RECORDER = issue_token(Principal(sub="rec-2", role=Role.recorder, community="c-01", name="赵记录员"))
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", tempfile.gettempdir()))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -70,15 +71,21 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
             r = await http.get("/items", params={"community_id": "c-01", "month": MONTH})
             return len(r.json()["items"]) == 6
         await eventually(arrived, 15, "the month's items")
-        for i in range(6):
-            r = await http.post(f"/items/c-01-i{i:06d}/verification", json={"decision": "verified"},
-                                headers={"idempotency-key": str(uuid.uuid4())})
-            assert r.status_code == 201, r.text
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             url = f"{review.service.url}/leading-group?community_id=c-01&month={MONTH}"
+            # a recorder verifies the waiting list a page at a time
+            recorder = await session(browser, review, RECORDER)
+            await recorder.goto(url)
+            await expect(recorder.locator("#waiting tr[data-item]")).to_have_count(6)
+            await recorder.check("#verify-confirm")
+            await recorder.click("#verify-page")
+            await expect(recorder.locator("#message")).to_have_text("已核实 6 条。", timeout=20_000)
+            await expect(recorder.locator("#waiting")).to_contain_text("没有待审核的条目")
+            await recorder.context.close()
+
             page = await session(browser, review, SECRETARY)
             context = page.context
             await page.goto(url)
