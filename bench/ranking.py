@@ -49,18 +49,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy.local import free_port
 from deploy.testing import throwaway_stack
 from shared.envelope import decode
 from shared.events import load_catalogue
@@ -159,8 +166,13 @@ async def review_ends(settings: Settings) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-def wrk(url: str, clients: int, seconds: int) -> dict[str, str]:
-    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", url],
+THINK = Path(__file__).with_name("think.lua")  # each connection waits THINK_MS between its requests
+THINK_MS = 50
+
+
+def wrk(url: str, clients: int, seconds: int, think: bool = False) -> dict[str, str]:
+    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency",
+                          *(["-s", str(THINK)] if think else []), url],
                          capture_output=True, text=True, check=True).stdout
     got = {p: m.group(1) for p in ("50%", "99%") if (m := re.search(rf"^\s+{p}\s+(\S+)", out, re.M))}
     got["requests/s"] = (re.search(r"Requests/sec:\s+(\S+)", out) or re.search("(.*)", "?")).group(1)  # type: ignore[union-attr]
@@ -229,10 +241,41 @@ async def run(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
     with running_service("ranking", svc_settings, timeout=120) as svc:
         for scope, category in (("c-01", "resident"), ("county", "party_member")):
             url = f"{svc.url}/rankings?scope={scope}&category={category}&period={MONTH}&limit=100"
-            got = wrk(url, args.clients, args.seconds)
-            print(f"leaderboard {scope}/{category} top 100, {args.clients} clients, {args.seconds} s: "
-                  f"p50 {got.get('50%')}, p99 {got.get('99%')}, {got['requests/s']} req/s, non-2xx {got['non-2xx']}")
+            async with httpx.AsyncClient(timeout=60) as client:
+                body = (await client.get(url)).content
+            with bare_server(body) as bare:
+                for think in (False, True):
+                    got = wrk(url, args.clients, args.seconds, think)
+                    floor = wrk(bare, args.clients, args.seconds, think)
+                    how = f"each every {THINK_MS} ms" if think else "as fast as they can"
+                    print(f"leaderboard {scope}/{category} top 100 ({len(body):,} bytes), {args.clients} clients "
+                          f"{how}, {args.seconds} s: p50 {got.get('50%')}, p99 {got.get('99%')}, "
+                          f"{got['requests/s']} req/s, non-2xx {got['non-2xx']}; bare server, same bytes: "
+                          f"p50 {floor.get('50%')}, p99 {floor.get('99%')}, {floor['requests/s']} req/s")
     await pool.close()
+
+
+@contextlib.contextmanager
+def bare_server(body: bytes) -> Iterator[str]:
+    """``bench/bare.py`` under uvicorn as the services run (uvloop, httptools), sending ``body``."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        f.write(body)
+        f.flush()
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port), "--loop",
+                                 "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
+                                env={**os.environ, "BENCH_BARE_BODY": f.name}, cwd=Path(__file__).parents[1])
+        try:
+            for _ in range(100):
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 async def _partitions(settings: Settings, topic: str) -> list:  # type: ignore[type-arg]

@@ -21,7 +21,7 @@ from shared.background import supervise
 from shared.envelope import source_for
 from shared.events import load_catalogue
 from shared.logging import configure_logging, get_logger
-from shared.projection import Projection, ProjectionRunner
+from shared.projection import Projection, ProjectionRunner, tune_gc
 from shared.relay import Relay
 from shared.settings import InsecureSecrets, Settings, check_secrets, get_settings
 from shared.topics import BY_SERVICE
@@ -76,6 +76,7 @@ def create_app(
                 rt.runners[p.name] = runner
                 rt.tasks[p.name] = asyncio.create_task(supervise(p.name, partial(runner.run, stop), stop))
         log.info("service.started", port=settings.http_port)
+        tune_gc()  # the modules, routes and catalogue are never garbage: full collections stop rescanning them
         try:
             yield
         finally:
