@@ -81,6 +81,7 @@ async def test_certify_with_the_quorum_then_see_the_notice_page(review: ReviewUn
             await recorder.goto(url)
             await expect(recorder.locator("#waiting tr[data-item]")).to_have_count(6)
             await recorder.check("#verify-confirm")
+            await recorder.screenshot(path=str(SCREENSHOTS / "review-leading-group-recorder.png"), full_page=True)
             await recorder.click("#verify-page")
             await expect(recorder.locator("#message")).to_have_text("已核实 6 条。", timeout=20_000)
             await expect(recorder.locator("#waiting")).to_contain_text("没有待审核的条目")
