@@ -17,6 +17,7 @@ emitter, scratch schema) never appends.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 
@@ -65,15 +66,29 @@ class RankingProjection(Projection):
         dirty: dict[str, set[str]] = {}  # community -> months to recompute
         roster_changed: set[str] = set()
         awards: list[PointsAwarded] = []
+        items: list[DeclarationSubmitted | DeductionRecorded] = []  # only looked up ("why"): written at the end
+        registered: dict[str, SubjectRegistered] = {}  # upserts put together (the last of a subject wins)
         trigger: Envelope | None = None
         for env in envelopes:
             ev = env.event
             if isinstance(ev, PointsAwarded):
                 awards.append(ev)
                 continue
+            if isinstance(ev, DeclarationSubmitted | DeductionRecorded):
+                items.append(ev)
+                continue
+            if isinstance(ev, SubjectRegistered):
+                registered.pop(ev.subject_id, None)
+                registered[ev.subject_id] = ev
+                roster_changed.add(ev.community_id)
+                trigger = trigger or env
+                continue
             if awards:  # log order: a month's awards land before its MonthCertified
                 await _awards(conn, awards)
                 awards = []
+            if registered:  # before a later change of the same subjects
+                await _registered(conn, list(registered.values()))
+                registered = {}
             if isinstance(ev, MonthCertified):
                 if await _certified(conn, env, ev):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
@@ -92,6 +107,10 @@ class RankingProjection(Projection):
                 trigger = trigger or env
         if awards:
             await _awards(conn, awards)
+        if registered:
+            await _registered(conn, list(registered.values()))
+        if items:
+            await _items(conn, items)
         for community in roster_changed:  # a roster change reaches every certified month of the community
             months = await conn.fetch("select month from rk_months where community_id = $1 and complete", community)
             if months:
@@ -144,16 +163,31 @@ async def _certified(conn: asyncpg.Connection, env: Envelope, ev: MonthCertified
     return bool(inserted)
 
 
+async def _registered(conn: asyncpg.Connection, subjects: list[SubjectRegistered]) -> None:
+    """Upsert registrations (one per subject: the statement may not touch a row twice)."""
+    await conn.execute(
+        """insert into rk_subjects select s, c, k, n, array(select jsonb_array_elements_text(cats::jsonb)), g, r, null
+           from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[])
+           as u(s, c, k, n, cats, g, r)
+           on conflict (subject_id) do update
+           set community_id = excluded.community_id, kind = excluded.kind, name = excluded.name,
+               categories = excluded.categories, gender = excluded.gender, registered_on = excluded.registered_on""",
+        [e.subject_id for e in subjects], [e.community_id for e in subjects], [e.kind for e in subjects],
+        [e.name for e in subjects], [json.dumps(e.categories) for e in subjects], [e.gender for e in subjects],
+        [e.registered_on for e in subjects])
+
+
+async def _items(conn: asyncpg.Connection, items: list[DeclarationSubmitted | DeductionRecorded]) -> None:
+    descriptions = [ev.description or (ev.reason if isinstance(ev, DeductionRecorded) else "") for ev in items]
+    await conn.execute(
+        """insert into rk_items select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+           $6::date[]) on conflict do nothing""",
+        [ev.item_id for ev in items], [ev.declared_by for ev in items], [ev.entered_by for ev in items],
+        descriptions, [ev.rule_title for ev in items], [ev.occurred_on for ev in items])
+
+
 async def _roster(conn: asyncpg.Connection, ev: object) -> bool:
-    """Apply a roster or item event; True when a ranking may change (the community's roster)."""
-    if isinstance(ev, SubjectRegistered):
-        await conn.execute(
-            """insert into rk_subjects values ($1, $2, $3, $4, $5, $6, $7, null) on conflict (subject_id) do update
-               set community_id = excluded.community_id, kind = excluded.kind, name = excluded.name,
-                   categories = excluded.categories, gender = excluded.gender,
-                   registered_on = excluded.registered_on""",
-            ev.subject_id, ev.community_id, ev.kind, ev.name, list(ev.categories), ev.gender, ev.registered_on)
-        return True
+    """Apply a change of the roster; True when a ranking may change (the community's roster)."""
     if isinstance(ev, SubjectCategoriesChanged):
         await conn.execute("update rk_subjects set categories = $2 where subject_id = $1", ev.subject_id,
                            list(ev.categories))
@@ -165,8 +199,4 @@ async def _roster(conn: asyncpg.Connection, ev: object) -> bool:
     if isinstance(ev, CommunityRegistered):
         await conn.execute("insert into rk_communities values ($1, $2) on conflict (community_id) do update "
                            "set name = excluded.name", ev.community_id, ev.name)
-    elif isinstance(ev, DeclarationSubmitted | DeductionRecorded):
-        description = ev.description or (ev.reason if isinstance(ev, DeductionRecorded) else "")
-        await conn.execute("insert into rk_items values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
-                           ev.item_id, ev.declared_by, ev.entered_by, description, ev.rule_title, ev.occurred_on)
     return False

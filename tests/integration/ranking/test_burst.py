@@ -10,6 +10,12 @@ import asyncpg
 
 from services.ranking.projection import RankingProjection
 from shared import replay
+from shared.events.declarations import (
+    CommunityRegistered,
+    SubjectCategoriesChanged,
+    SubjectMovedOut,
+    SubjectRegistered,
+)
 from shared.settings import Settings
 from tests.integration.ranking.support import County, Outbox, eventually, live_runner
 
@@ -41,7 +47,8 @@ async def test_given_six_certifications_on_the_log_when_the_live_runner_reads_th
         await task
 
         # then: each community's rankings were said as their months came; the county's once, with all six
-        said = await pool.fetch("select stream_id, version from ranking_emitted where stream_id like 'ranking-county-%'")
+        said = await pool.fetch(
+            "select stream_id, version from ranking_emitted where stream_id like 'ranking-county-%'")
         assert said and all(r["version"] == 1 for r in said), said
         months = await pool.fetch("select months from rk_ranking_digests where scope = 'county'")
         assert {len(r["months"]) for r in months} == {1}
@@ -70,3 +77,33 @@ async def _county_ranked(pool: asyncpg.Pool) -> bool:
 
 async def _settled(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval("select count(*) = 0 from rk_county_pending"))
+
+
+async def test_given_a_roster_changed_twice_in_one_batch_when_applied_then_the_last_word_stands(
+        settings: Settings, pool: asyncpg.Pool) -> None:
+    declarations = await Outbox.start(settings, "declarations")
+    runner, _ = await live_runner(pool, settings)
+    try:
+        # given: registered, moved to other categories, registered again (a correction) and moved out, in order
+        await declarations.publish("community-c-01", "c-01", [
+            CommunityRegistered(community_id="c-01", name="海雀社区"),
+            *(SubjectRegistered(subject_id=s, community_id="c-01", kind="person", name=n, categories=("resident",),
+                                gender="female", registered_on=OLD) for s, n in (("a", "甲"), ("b", "乙"))),
+            SubjectCategoriesChanged(subject_id="a", community_id="c-01", categories=("volunteer", "family"),
+                                     changed_on=OLD),
+            SubjectRegistered(subject_id="a", community_id="c-01", kind="person", name="甲（更正）",
+                              categories=("party_member",), gender="female", registered_on=OLD),
+            SubjectRegistered(subject_id="b", community_id="c-01", kind="person", name="乙（更正）",
+                              categories=("resident", "employed"), gender="male", registered_on=OLD),
+            SubjectMovedOut(subject_id="b", community_id="c-01", moved_out_on=dt.date(2026, 3, 1)),
+        ])
+        # when: the projection applies them in one batch
+        await runner.catch_up()
+        # then: each subject is as the last event about it says
+        rows = {r["subject_id"]: r for r in await pool.fetch("select * from rk_subjects")}
+        a, b = rows["a"], rows["b"]
+        assert (a["name"], a["categories"], a["moved_out_on"]) == ("甲（更正）", ["party_member"], None)
+        assert (b["name"], b["categories"], b["gender"], b["moved_out_on"]) == (
+            "乙（更正）", ["resident", "employed"], "male", dt.date(2026, 3, 1))
+    finally:
+        await declarations.close()
