@@ -91,14 +91,24 @@ class BoardProjection(Projection):
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
         awards: list[PointsAwarded] = []
+        decided: dict[str, tuple[object, ...]] = {}  # a run of decisions, one row per item (the last)
         for env in envelopes:
             if isinstance(env.event, PointsAwarded):
                 awards.append(env.event)
                 continue
+            if isinstance(env.event, ItemDecision) and not awards:
+                decided.pop(env.event.item_id, None)
+                decided[env.event.item_id] = _decision(env)
+                continue
+            if decided:  # keep log order: a page of looks lands as one statement
+                await _decisions(conn, list(decided.values()))
+                decided = {}
             if awards:  # keep log order: a month's awards land before its MonthCertified
                 await _awards(conn, awards)
                 awards = []
             await _one(conn, env)
+        if decided:
+            await _decisions(conn, list(decided.values()))
         if awards:
             await _awards(conn, awards)
 
@@ -109,6 +119,30 @@ async def _awards(conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None
 
 
 _STATUS = {ItemVerified: "verified", ItemReturned: "returned", ItemRejected: "rejected"}
+
+
+def _decision(env: Envelope) -> tuple[object, ...]:
+    ev = env.event
+    assert isinstance(ev, ItemDecision)
+    status: str
+    if isinstance(ev, VerificationOverruled):
+        status, note = ev.decision, f"监督员改判：{ev.reason}"
+    else:
+        status = _STATUS[type(ev)]
+        note = ev.to_fix if isinstance(ev, ItemReturned) else ev.reason if isinstance(ev, ItemRejected) else ""
+    return ev.item_id, ev.community_id, ev.month, status, note, env.actor, env.time
+
+
+async def _decisions(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
+    """Upsert decisions (one row per item: the statement may not touch a row twice)."""
+    await conn.execute(
+        """insert into board_status (item_id, community_id, month, status, note, decided_by, decided_at)
+           select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                $7::timestamptz[])
+           on conflict (item_id) do update
+           set month = excluded.month, status = excluded.status, note = excluded.note,
+               decided_by = excluded.decided_by, decided_at = excluded.decided_at""",
+        *[list(column) for column in zip(*rows, strict=True)])
 
 
 async def _one(conn: asyncpg.Connection, env: Envelope) -> None:
@@ -124,17 +158,7 @@ async def _one(conn: asyncpg.Connection, env: Envelope) -> None:
         await conn.execute("insert into board_signatures values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
                            ev.community_id, ev.month, ev.signer, ev.role, ev.name, ev.digest, ev.signed_at)
     elif isinstance(ev, ItemDecision):
-        status: str
-        if isinstance(ev, VerificationOverruled):
-            status, note = ev.decision, f"监督员改判：{ev.reason}"
-        else:
-            status = _STATUS[type(ev)]
-            note = ev.to_fix if isinstance(ev, ItemReturned) else ev.reason if isinstance(ev, ItemRejected) else ""
-        await conn.execute(
-            """insert into board_status values ($1, $2, $3, $4, $5, $6, $7) on conflict (item_id) do update
-               set month = excluded.month, status = excluded.status, note = excluded.note,
-                   decided_by = excluded.decided_by, decided_at = excluded.decided_at""",
-            ev.item_id, ev.community_id, ev.month, status, note, env.actor, env.time)
+        await _decisions(conn, [_decision(env)])
     elif isinstance(ev, MonthCertified):
         got = await conn.fetchrow(MONTH_CHECK, ev.community_id, ev.month)
         assert got is not None  # an aggregate always returns a row
