@@ -7,6 +7,12 @@ log in its chain order. Rows are still marked ``published_at`` (readiness and re
 One relay per database holds an advisory lock. A crash between send and mark republishes a
 batch; consumers dedup by event id (the verifier reports such a repeat as a duplicate, not a
 break). While the broker is down the relay backs off and retries the same rows, in order.
+
+Waiting: every append notifies ``events_appended`` (``shared.store``, at commit). While rows keep
+coming the relay drains every ``relay_idle_sleep_s`` (a batch per round, not a round per commit);
+once a round finds nothing it sleeps until the next notification, or ``relay_poll_s`` at most
+(rows written by a tool that does not notify). An idle service (a site at night) then costs no
+query 50 times a second.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from shared.settings import Settings
 
 log = get_logger("relay")
 RELAY_LOCK = 7_420_001
+APPENDED = "events_appended"  # the channel ``events_log_head`` notifies at every append
 
 FETCH = """select position, event_id, stream_id, version, type, topic, key, body, recorded_at, actor,
                   correlation_id, causation_id, prev_hash, hash, source, log_position
@@ -49,6 +56,8 @@ class Relay:
         self.source = source
         self.producer: AIOKafkaProducer | None = None
         self.published = 0
+        self.rounds = 0  # drain rounds run (each at least one query)
+        self.appended = asyncio.Event()  # set by a notification: rows may be waiting
 
     async def _producer(self) -> AIOKafkaProducer:
         if self.producer is None:
@@ -121,6 +130,9 @@ class Relay:
                 await marking
         return total
 
+    def _notified(self, *_: object) -> None:
+        self.appended.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
         async with self.pool.acquire() as conn, self.pool.acquire() as marker:
@@ -128,11 +140,14 @@ class Relay:
                 log.info("relay.waiting_for_lock")
                 if await _wait(stop, 1.0):
                     return
+            await conn.add_listener(APPENDED, self._notified)
             log.info("relay.started")
             try:
                 while not stop.is_set():
+                    self.appended.clear()  # before the fetch: a commit after it notifies again
                     try:
-                        await self.drain(conn, marker, stop)
+                        self.rounds += 1
+                        published = await self.drain(conn, marker, stop)
                         backoff = 0.2
                     except (TimeoutError, KafkaError, OSError) as exc:
                         log.warning("relay.broker_unavailable", error=repr(exc), retry_in_s=backoff)
@@ -143,8 +158,12 @@ class Relay:
                         continue
                     if await _wait(stop, self.settings.relay_idle_sleep_s):
                         break
+                    if not published and not self.appended.is_set():
+                        await _wait_either(stop, self.appended, self.settings.relay_poll_s)
             finally:
                 await self.close()
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(APPENDED, self._notified)
                 with contextlib.suppress(Exception):
                     await conn.execute("select pg_advisory_unlock($1)", RELAY_LOCK)
 
@@ -154,6 +173,16 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
     return stop.is_set()
+
+
+async def _wait_either(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:
+    """Sleep until ``stop`` or ``event`` is set, or ``seconds`` have passed."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(event.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def main(service: str) -> None:

@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     run_relay: bool = Field(True, description="Run the outbox relay inside the service process.")
     run_projections: bool = Field(True, description="Run the service's projections inside its process.")
     relay_batch_size: int = Field(2000, ge=1)
-    relay_idle_sleep_s: float = Field(0.02, gt=0)
+    relay_idle_sleep_s: float = Field(0.02, gt=0, description="Pause between relay rounds while rows keep coming.")
+    relay_poll_s: float = Field(
+        1.0, gt=0, description="Longest the relay sleeps when idle: an append wakes it at once (NOTIFY), this only "
+                               "bounds the wait for rows written without one.")
     max_body_bytes: int = Field(256 * 1024, description="Larger HTTP bodies are refused with 413.")
     token_secret: str = Field(
         "dev-only-secret-change-me-in-production-32b", min_length=32,

@@ -86,11 +86,14 @@ create table if not exists command_log (
     created_at      timestamptz not null default now()
 );
 -- Take the log lock, then read the chain head in a fresh snapshot (a volatile function's
--- statements each take one under read committed): one round trip.
+-- statements each take one under read committed): one round trip. Every append calls it, so it
+-- also tells the relay (LISTEN events_appended) that rows are coming: delivered at commit, once
+-- per transaction, never for one rolled back.
 create or replace function events_log_head(p_topic text, out head_position bigint, out head_hash text)
 language plpgsql volatile as $$
 begin
     perform pg_advisory_xact_lock(7420002);
+    perform pg_notify('events_appended', '');
     select log_position, hash into head_position, head_hash from events
      where topic = p_topic and log_position is not null order by log_position desc limit 1;
 end $$;
