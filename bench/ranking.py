@@ -4,19 +4,23 @@
         [--communities 10] [--clients 200] [--seconds 10]
 
 Starts a throw-away Kafka + PostgreSQL (deploy.testing). Not timed: the roster (one
-SubjectRegistered per subject) and each community's certification (its awards + MonthCertified,
-as the review service appends them) are put on their topics through stand-in outboxes and relays;
-the ranking projection applies the roster. Timed:
+SubjectRegistered per subject) and the certifications (each community's awards + MonthCertified in
+one append, as the review service makes it) are put on their topics through stand-in outboxes and
+relays; the ranking projection applies the roster. Timed, each from the records on the review topic
+to the last ranking event acknowledged by Kafka (acks=all), through the live projection (awards
+checked against count, total and digest; month, quarter and year ranked per community, the county
+when the runner has caught up; read model and ranking events in the same transactions) and its relay:
 
-1. certification -> ranking events: the live ranking projection reads the certified month from the
-   review topic (every award and MonthCertified, checked against count, total and digest), recomputes
-   the month, quarter and year per community and county-wide, writes the read model and appends the
-   ranking and consequence events in the same transactions; the ranking relay publishes them
-   (acks=all). Stops at the last ranking event acknowledged by Kafka.
-2. baseline, same run: a raw aiokafka consumer reading and decoding (CloudEvents headers + pydantic)
-   the same review records, writing nothing. Ratio = 1 / 2.
-3. leaderboard: ``wrk`` with N connections against GET /rankings (top 100) of the running service
-   (a process: uvicorn + uvloop), p50 / p99 latency.
+1. a burst: every community's certification but the last, on the log before the service reads any;
+2. the month's last certification (the last community's awards and MonthCertified), the others
+   applied: the moment the county's month is complete. This is the issue's "MonthCertified -> last
+   ranking event".
+Each with its baseline, same run: a raw aiokafka consumer reading and decoding (CloudEvents headers +
+pydantic) the same records, writing nothing.
+3. leaderboard: ``wrk`` with N connections against GET /rankings (top 100) of the running service (a
+   process: uvicorn + uvloop), at full speed and each connection refreshing every 50 ms
+   (``think.lua``), p50 / p99; each against a bare uvicorn app sending the same bytes (``bare.py``):
+   what this machine does with no application at all.
 
 Measured 2026-12-05 on the 2-core machine shared with other sessions (load average 8-9 during the
 run), full size (200,000 subjects, 1,000,000 awards, 10 communities):
