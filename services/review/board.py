@@ -96,7 +96,7 @@ class BoardProjection(Projection):
             if isinstance(env.event, PointsAwarded):
                 awards.append(env.event)
                 continue
-            if isinstance(env.event, ItemDecision) and not awards:
+            if isinstance(env.event, ItemDecision) and not isinstance(env.event, ItemCarriedOver) and not awards:
                 decided.pop(env.event.item_id, None)
                 decided[env.event.item_id] = _decision(env)
                 continue
