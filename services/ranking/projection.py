@@ -42,8 +42,6 @@ from shared.projection import Projection
 from shared.topics import DECLARATIONS, REVIEW
 
 log = get_logger("ranking.projection")
-AWARD = """insert into rk_awards select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-           $6::text[], $7::text[], $8::int[]) on conflict (item_id) do nothing"""
 AWARD_COLUMNS = ("item_id", "community_id", "month", "subject_id", "category", "dimension", "rule_code", "points")
 MONTH_CHECK = """select count(*) as n, coalesce(sum(points), 0) as total,
        encode(sha256(convert_to(coalesce(string_agg(
@@ -65,6 +63,7 @@ class RankingProjection(Projection):
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
         dirty: dict[str, set[str]] = {}  # community -> months to recompute
         roster_changed: set[str] = set()
+        rescored: set[tuple[str, str]] = set()  # (community, month) certified or corrected: its scores summed again
         awards: list[PointsAwarded] = []
         items: list[DeclarationSubmitted | DeductionRecorded] = []  # only looked up ("why"): written at the end
         registered: dict[str, SubjectRegistered] = {}  # upserts put together (the last of a subject wins)
@@ -92,6 +91,7 @@ class RankingProjection(Projection):
             if isinstance(ev, MonthCertified):
                 if await _certified(conn, env, ev):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
+                    rescored.add((ev.community_id, ev.month))
                     trigger = env
             elif isinstance(ev, PointsCorrected):
                 await conn.execute(
@@ -101,6 +101,7 @@ class RankingProjection(Projection):
                 if await conn.fetchval("select complete from rk_months where community_id = $1 and month = $2",
                                        ev.community_id, ev.month):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
+                    rescored.add((ev.community_id, ev.month))
                     trigger = env
             elif await _roster(conn, ev):
                 roster_changed.add(ev.community_id)  # type: ignore[attr-defined]
@@ -117,7 +118,7 @@ class RankingProjection(Projection):
                 dirty.setdefault(community, set()).update(r["month"] for r in months)
         if dirty:
             started = time.perf_counter()
-            changed = await recompute.run(conn, dirty, county=False)
+            changed = await recompute.run(conn, dirty, county=False, rescored=rescored)
             assert trigger is not None
             await conn.execute(  # the county's rankings of these months: when the projection settles
                 """insert into rk_county_pending select m, $2, $3, $4 from unnest($1::text[]) as m
@@ -149,7 +150,11 @@ class RankingProjection(Projection):
 
 
 async def _awards(conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
-    await conn.execute(AWARD, *[[getattr(a, c) for a in awards] for c in AWARD_COLUMNS])
+    """Copied in (a certification brings 100,000 awards and more). An item is awarded once: a second
+    award of it under another event id fails the batch, and the runner dead-letters it with its cause."""
+    await conn.copy_records_to_table("rk_awards", columns=AWARD_COLUMNS, records=[
+        (a.item_id, a.community_id, a.month, a.subject_id, a.category, a.dimension, a.rule_code, a.points)
+        for a in awards])
 
 
 async def _certified(conn: asyncpg.Connection, env: Envelope, ev: MonthCertified) -> bool:

@@ -9,6 +9,7 @@ rewritten only when its digest changed: a county ranking whose every rank moved 
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -22,8 +23,10 @@ from services.ranking.domain.talks import NOMINEES, TALK_BOTTOM, TALK_TOP, nomin
 from services.ranking.settings import ranking_rules
 from services.ranking.tables import ENTRIES
 from shared.events.ranking import COUNTY
+from shared.logging import get_logger
 from shared.vocabulary import CATEGORIES, TEN_MOST_BEAUTIFUL
 
+log = get_logger("ranking.recompute")
 FEMALE = ("female", "女")
 
 
@@ -49,60 +52,66 @@ class Changed:
 # domain.ranking.rank and domain.ranking.digest for every target (scope, period) at once, one row per
 # ranking: every member of each category, 1 + how many score strictly better (from the top) or worse
 # (from the bottom) among those registered for the whole period; the others not ranked, with the
-# reason. One sort puts each ranking in its order (ranked by score, ties by subject id in code point
-# order, then the not ranked by subject id): the ranks are counted on it, and the digest (sha256 over
-# "subject\tscore\trank\tfrom_bottom\tnot_ranked\n") and the lists are aggregated in it.
+# reason. A ranking is a number in the statement, g = target * 32 + the category's place in $9 (joins
+# and groups on numbers, not on names). The ranks come from a tally of the scores (a few hundred rows),
+# not from sorting the members. Every ranking's order (ranked by score, ties by subject id in code
+# point order, then the not ranked by subject id) is one text key, so all of them are put in order by
+# one sort on one key (a sort on several keys compares each pair of rows column by column: three times
+# slower at county size); the lists and the lines of the digest (sha256 over
+# "subject\tscore\trank\tfrom_bottom\tnot_ranked\n") are aggregated in that order and cut per ranking.
 RANK = f"""
 create temp table rk_next on commit drop as
 with target(t, scope, period, first_day, last_day, months) as (
     select o::integer, s, p, f, l, m from unnest($1::text[], $2::text[], $3::date[], $4::date[], $5::text[])
     with ordinality as u(s, p, f, l, m, o)),
 pair(t, community_id, month) as (select * from unnest($6::integer[], $7::text[], $8::text[])),
-month_scores as materialized (
-    select community_id, month, subject_id, category, sum(points)::bigint as score from (
-        select a.community_id, a.month, a.subject_id, a.category, a.points from rk_awards a
-        where (a.community_id, a.month) in (select community_id, month from pair)
-        union all
-        select r.community_id, r.month, r.subject_id, r.category, r.delta from rk_corrections r
-        where (r.community_id, r.month) in (select community_id, month from pair)
-    ) s group by community_id, month, subject_id, category),
-scores as materialized (select p.t, m.subject_id, m.category, sum(m.score)::bigint as score
-                        from month_scores m join pair p using (community_id, month) group by 1, 2, 3),
-members as (
-    select t.t, c.category, s.subject_id, coalesce(sc.score, 0)::bigint as score,
+scores as materialized (  -- each ranking's score of a subject: its months' scores summed
+    select p.t * 32 + array_position($9::text[], m.category) as g, m.subject_id, sum(m.score)::bigint as score
+    from rk_month_scores m join pair p using (community_id, month)
+    where m.community_id = any($10::text[]) and m.month = any($11::text[])  -- the index narrows, the join picks
+      and m.category = any($9::text[])
+    group by 1, 2),
+members as materialized (
+    select k.g, s.subject_id, coalesce(sc.score, 0)::bigint as score,
            case when s.registered_on > t.first_day then '{JOINED_MID_PERIOD}'
                 when s.moved_out_on <= t.last_day then '{MOVED_OUT_MID_PERIOD}' end as not_ranked
     from target t join rk_subjects s on t.scope = '{COUNTY}' or s.community_id = t.scope
-    cross join lateral unnest(s.categories) as c(category)
-    left join scores sc on (sc.t, sc.subject_id, sc.category) = (t.t, s.subject_id, c.category)
-    where c.category = any($9::text[])),
-ordered as (
-    select *, not_ranked is not null as out, case when not_ranked is null then score end as k from members
-    order by t, category, out, k desc, subject_id collate "C"),
+    cross join lateral (select t.t * 32 + array_position($9::text[], c) as g from unnest(s.categories) as c
+                        where c = any($9::text[])) as k
+    left join scores sc on (sc.g, sc.subject_id) = (k.g, s.subject_id)),
+tally as materialized (  -- how many members of a ranking have each score: ranks without sorting the members
+    select g, not_ranked is null as ranked, score, count(*)::integer as n from members group by 1, 2, 3),
+ranks as (
+    select g, score,
+           (sum(n) over (partition by g order by score desc rows unbounded preceding) - n + 1)::integer as rank,
+           (sum(n) over (partition by g order by score rows unbounded preceding) - n + 1)::integer as from_bottom
+    from tally where ranked),
 ranked as (
-    select t, category, subject_id, score, not_ranked, out, k,
-           case when not out then rank() over top end as rank,
-           case when not out then (count(*) over (partition by t, category, out) + 2 - rank() over top
-                                   - count(*) over tied)::integer end as from_bottom
-    from ordered
-    window top as (partition by t, category, out order by k desc),
-           tied as (partition by t, category, out order by k desc range between current row and current row)),
-lists as (
-    select t, category,
-           encode(sha256(convert_to(string_agg(
-               subject_id || E'\\t' || score || E'\\t' || coalesce(rank::text, 'None') || E'\\t'
-               || coalesce(from_bottom::text, 'None') || E'\\t' || coalesce(not_ranked, 'None') || E'\\n', ''
-               order by out, k desc, subject_id collate "C"), 'UTF8')), 'hex') as digest,
-           count(rank)::integer as ranked, (count(*) - count(rank))::integer as not_ranked,
-           array_agg(subject_id order by out, k desc, subject_id collate "C") as subject_ids,
-           array_agg(score order by out, k desc, subject_id collate "C") as scores,
-           array_agg(rank order by out, k desc, subject_id collate "C") as ranks,
-           array_agg(from_bottom order by out, k desc, subject_id collate "C") as from_bottoms,
-           array_agg(not_ranked order by out, k desc, subject_id collate "C") as not_rankeds
-    from ranked group by t, category)
-select t.scope, l.category, t.period, l.digest, l.ranked, l.not_ranked, string_to_array(t.months, ',') as months,
-       l.subject_ids, l.scores, l.ranks, l.from_bottoms, l.not_rankeds
-from lists l join target t using (t)"""
+    select m.subject_id, m.score, m.not_ranked, r.rank, r.from_bottom,
+           -- the ranking's order as one key (one sort, byte order): ranking, ranked first, best score, subject
+           lpad(m.g::text, 10, '0') || (m.not_ranked is not null)::integer
+           || case when m.not_ranked is null then lpad((4611686018427387904 - m.score)::text, 20, '0') else '' end
+           || m.subject_id collate "C" as key
+    from members m left join ranks r on m.not_ranked is null and (r.g, r.score) = (m.g, m.score)),
+everyone as (  -- every ranking's entries in order, in one sort
+    select array_agg(subject_id order by key) as subject_ids, array_agg(score order by key) as scores,
+           array_agg(rank order by key) as ranks, array_agg(from_bottom order by key) as from_bottoms,
+           array_agg(not_ranked order by key) as not_rankeds,
+           array_agg(subject_id || E'\\t' || score || E'\\t' || coalesce(rank::text, 'None') || E'\\t'
+                     || coalesce(from_bottom::text, 'None') || E'\\t' || coalesce(not_ranked, 'None') || E'\\n'
+                     order by key) as lines
+    from ranked),
+sizes as (select g, sum(n)::integer as n, coalesce(sum(n) filter (where ranked), 0)::integer as ranked
+          from tally group by 1),
+spans as (select *, (sum(n) over (order by g rows unbounded preceding) - n + 1)::integer as first from sizes)
+select t.scope, ($9::text[])[s.g % 32] as category, t.period,
+       encode(sha256(convert_to(array_to_string(e.lines[s.first:s.first + s.n - 1], ''), 'UTF8')), 'hex') as digest,
+       s.ranked, s.n - s.ranked as not_ranked, string_to_array(t.months, ',') as months,
+       e.subject_ids[s.first:s.first + s.n - 1] as subject_ids, e.scores[s.first:s.first + s.n - 1] as scores,
+       e.ranks[s.first:s.first + s.n - 1] as ranks, e.from_bottoms[s.first:s.first + s.n - 1] as from_bottoms,
+       e.not_rankeds[s.first:s.first + s.n - 1] as not_rankeds
+from spans s join target t on t.t = s.g / 32 cross join everyone e"""
+
 # Write what differs: rankings gone from a recomputed (scope, period) (found by the digests: every
 # ranking has one), the lists of the rankings whose digest changed, then the digests.
 WRITE = """
@@ -157,25 +166,67 @@ async def rank_touched(conn: asyncpg.Connection, touched_scopes: dict[str, set[P
                 targets.append((scope, period, pairs))
     if not targets:
         return []
+    assert len(CATEGORIES) < 32, "RANK numbers a ranking target * 32 + category"
     # the planner, without statistics on the CTEs, may nest loops over 200,000 members x their scores or
     # sort 660,000 scores to sum them (the sorts that order the rankings are still made)
     await conn.execute("set local enable_nestloop = off; set local work_mem = '256MB'; set local enable_sort = off")
+    started = time.perf_counter()
     await conn.execute(RANK, [s for s, _, _ in targets], [p.code for _, p, _ in targets],
                        [p.first_day for _, p, _ in targets], [p.last_day for _, p, _ in targets],
                        [",".join(sorted({m for _, m in pairs})) for _, _, pairs in targets],
                        *zip(*[(t, c, m) for t, (_, _, pairs) in enumerate(targets, 1) for c, m in pairs], strict=True),
-                       list(CATEGORIES))
+                       list(CATEGORIES), sorted({c for _, _, pairs in targets for c, _ in pairs}),
+                       sorted({m for _, _, pairs in targets for _, m in pairs}))
+    ranked_at = time.perf_counter()
     await conn.execute("reset enable_nestloop; reset work_mem; reset enable_sort")
     await conn.execute(WRITE)
     rows = await conn.fetch("select scope, category, period, digest, ranked, not_ranked, months from rk_next")
     await conn.execute("drop table rk_next, rk_gone")
+    log.info("ranking.ranked", scopes=len(touched_scopes), targets=len(targets), rank_s=round(ranked_at - started, 3),
+             write_s=round(time.perf_counter() - ranked_at, 3))
     return [Ranked(r["scope"], r["category"], r["period"], r["digest"], r["ranked"], r["not_ranked"],
                    tuple(r["months"])) for r in rows]
 
 
-async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]], county: bool = True) -> Changed:
-    """Recompute the dirty months of each community: their rankings (and the county's, unless
-    ``county`` is False: ``run_county`` later), talks, nominations and consequences."""
+async def score_months(conn: asyncpg.Connection, months: set[tuple[str, str]]) -> None:
+    """Sum the scores of these (community, month)s again from their awards and corrections."""
+    communities, ms = [c for c, _ in sorted(months)], [m for _, m in sorted(months)]
+    await conn.execute("""delete from rk_month_scores where (community_id, month) in
+                          (select * from unnest($1::text[], $2::text[]))""", communities, ms)
+    await conn.execute(
+        """insert into rk_month_scores
+           select community_id, month, subject_id, category, sum(points) from (
+               select community_id, month, subject_id, category, points from rk_awards
+               union all select community_id, month, subject_id, category, delta from rk_corrections) s
+           where (community_id, month) in (select * from unnest($1::text[], $2::text[])) group by 1, 2, 3, 4""",
+        communities, ms)
+
+
+STATISTICS = ("rk_subjects", "rk_awards", "rk_corrections", "rk_month_scores")
+
+
+async def analyze_stale(conn: asyncpg.Connection) -> None:
+    """ANALYZE the tables a recompute reads that were never analysed or have more than doubled since:
+    the first certifications of a county come in faster than autovacuum looks, and without statistics
+    the planner chose plans that ran 25-40 s where 2 s would do."""
+    stale = await conn.fetch(
+        """select c.relname from pg_class c left join pg_stat_all_tables s on s.relid = c.oid
+           where c.oid = any(select to_regclass(t) from unnest($1::text[]) as t)
+             and (c.reltuples < 0 or coalesce(s.n_mod_since_analyze, 0) > greatest(c.reltuples, 10000))""",
+        list(STATISTICS))
+    for row in stale:
+        started = time.perf_counter()
+        await conn.execute(f'analyze "{row["relname"]}"')
+        log.info("ranking.analyzed", table=row["relname"], seconds=round(time.perf_counter() - started, 3))
+
+
+async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]], county: bool = True,
+              rescored: set[tuple[str, str]] | None = None) -> Changed:
+    """Recompute the dirty months of each community: their scores (those ``rescored``, by default all
+    of them: certified or corrected since), rankings (and the county's, unless ``county`` is False:
+    ``run_county`` later), talks, nominations and consequences."""
+    await score_months(conn, {(c, m) for c, ms in dirty.items() for m in ms} if rescored is None else rescored)
+    await analyze_stale(conn)
     certified = await certified_months(conn)
     ranked = await rank_touched(conn, touched_periods(dirty, county), certified)
     changed = Changed(ranked, {})
@@ -188,6 +239,7 @@ async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]], county: bool
 async def run_county(conn: asyncpg.Connection, months: set[str]) -> Changed:
     """Recompute the county's rankings of these months (their month, quarter and year)."""
     touched = {COUNTY: {p for m in months for p in periods.containing(m)}}
+    await analyze_stale(conn)
     return Changed(await rank_touched(conn, touched, await certified_months(conn)), {})
 
 

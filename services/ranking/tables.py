@@ -29,6 +29,22 @@ create table if not exists rk_months (
     digest text not null, complete boolean not null, certified_at timestamptz not null, signed_by text[] not null,
     signer_names text[] not null, event_id uuid not null, primary key (community_id, month)
 );
+-- each certified month's score per subject and category (its awards and its corrections), summed when
+-- the month is certified or corrected: a ranking sums a few rows per subject, not the awards
+create table if not exists rk_month_scores (
+    community_id text not null, month text not null, subject_id text not null, category text not null,
+    score bigint not null, primary key (community_id, month, subject_id, category)
+);
+do $$ begin  -- an installation from before the month scores: its certified months, once
+    if not exists (select from rk_month_scores) then
+        insert into rk_month_scores
+        select community_id, month, subject_id, category, sum(points) from (
+            select community_id, month, subject_id, category, points from rk_awards
+            union all select community_id, month, subject_id, category, delta from rk_corrections) s
+        where (community_id, month) in (select community_id, month from rk_months where complete)
+        group by 1, 2, 3, 4;
+    end if;
+end $$;
 -- one row per ranking: its entries as parallel arrays in ranking order (ranked by rank then subject
 -- id, then the not ranked by subject id). A county ranking of 200,000 is rewritten as one row, not
 -- 200,000; ENTRIES reads it as rows.
@@ -37,6 +53,10 @@ create table if not exists rk_ranking_lists (
     scores bigint[] not null, ranks integer[] not null, from_bottoms integer[] not null, not_rankeds text[] not null,
     primary key (scope, category, period)
 );
+-- read by key only: no statistics over millions of list elements (an ANALYZE would detoast every list)
+alter table rk_ranking_lists alter column subject_ids set statistics 0, alter column scores set statistics 0,
+    alter column ranks set statistics 0, alter column from_bottoms set statistics 0,
+    alter column not_rankeds set statistics 0;
 create table if not exists rk_ranking_digests (
     scope text not null, category text not null, period text not null, digest text not null,
     ranked integer not null, not_ranked integer not null, months text[] not null,
@@ -75,8 +95,9 @@ def entries(first: str = "") -> str:
 
 
 ENTRIES = entries()
-TABLES = ("rk_communities", "rk_subjects", "rk_items", "rk_awards", "rk_corrections", "rk_months", "rk_ranking_lists",
-          "rk_ranking_digests", "rk_county_pending", "rk_consequences", "rk_talks_due", "rk_nominations")
+TABLES = ("rk_communities", "rk_subjects", "rk_items", "rk_awards", "rk_corrections", "rk_months", "rk_month_scores",
+          "rk_ranking_lists", "rk_ranking_digests", "rk_county_pending", "rk_consequences", "rk_talks_due",
+          "rk_nominations")
 
 # What the live runner last appended to the ranking log: not part of the read model (a rebuild never
 # touches it), so a swapped-in rebuild does not make the service say again what it already said.

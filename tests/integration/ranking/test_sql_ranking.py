@@ -101,3 +101,32 @@ async def test_given_a_category_left_by_everyone_when_recomputed_then_its_rankin
         # then: no cadre ranking is left, in rows or digests; the party members' remain
         left = await conn.fetch("select category from rk_ranking_lists union select category from rk_ranking_digests")
         assert {r["category"] for r in left} == {"party_member"}
+
+
+async def test_given_an_installation_from_before_month_scores_when_migrated_then_its_rankings_stand(
+        pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await projections.migrate(conn, RankingProjection())
+        await conn.executemany("insert into rk_subjects values ($1, 'c-01', 'person', $1, $2, null, $3, null)",
+                               [(s, list(CATS), dt.date(2025, 1, 1)) for s in ("a", "b", "c")])
+        await conn.executemany("insert into rk_awards values ($1, 'c-01', $2, $3, $4, 'd', 'R', $5)",
+                               [("i1", MONTH, "a", CATS[0], 3), ("i2", MONTH, "b", CATS[0], 5),
+                                ("i3", MONTH, "c", CATS[1], 2),
+                                ("i4", "2026-06", "a", CATS[0], 9)])  # June: not certified
+        await conn.execute("insert into rk_corrections values ('k1', 'c-01', $1, 'i2', $1, 'b', $2, 'd', -4, '更正', "
+                           "'lg-1', now())", MONTH, CATS[0])
+        await conn.execute("insert into rk_months values ('c-01', $1, 0, 0, '', true, now(), '{}', '{}', $2)",
+                           MONTH, uuid.uuid4())
+        await recompute.run(conn, {"c-01": {MONTH}})
+        before = await conn.fetch("select * from rk_ranking_digests order by 1, 2, 3")
+        scores = await conn.fetch("select * from rk_month_scores order by 1, 2, 3, 4")
+        # given: an installation whose read model has no month scores yet
+        await conn.execute("delete from rk_month_scores")
+        # when: the service starts (its schema is run) and the month is recomputed without summing it again
+        await projections.migrate(conn, RankingProjection())
+        await recompute.run(conn, {"c-01": {MONTH}}, rescored=set())
+        # then: the certified month's scores are back (June's award is not), and every ranking is as it was
+        assert await conn.fetch("select * from rk_month_scores order by 1, 2, 3, 4") == scores
+        assert [tuple(r) for r in scores] == [("c-01", MONTH, "a", CATS[0], 3), ("c-01", MONTH, "b", CATS[0], 1),
+                                             ("c-01", MONTH, "c", CATS[1], 2)]
+        assert await conn.fetch("select * from rk_ranking_digests order by 1, 2, 3") == before
