@@ -43,10 +43,24 @@ bytes until the projection NOTIFYs a change:
   full size again after nested loops were switched off for the ranking statement, load average 2-5:
   185.6 s (recomputes of 22-30 s); baseline 16.8 s: 11.0x (was 20.4x). Leaderboard: p50 10.7 / 9.7 ms,
   p99 155 / 433 ms, 14,000-17,000 req/s.
-Still missed. Where the time goes now: each batch with a MonthCertified rewrites every county row of
-the month, quarter and year (a new community shifts almost every rank): ~800,000 rows and their three
-indexes per batch. Next: put off the county while the consumer still has lag (a persisted pending
-set, settled when caught up; needs a hook in shared/projection.py), so it is rewritten once.
+Then (2026-12-06, morning UTC): the county put off until the runner has caught up (once per burst), a ranking
+stored as one row of lists, registrations and items written per batch. Quiet machine (load ~1):
+  the last MonthCertified: 13.61 s (county 7.0 s, community 1.3 s, awards ~5 s); baseline 1.61 s: 8.4x.
+  burst of nine: 91.3 s (the first community recompute 26.9 s: no statistics yet); baseline 15.2 s: 6.0x.
+  leaderboard, each client every 50 ms: p50 0.77 / 0.79 ms, p99 5.41 / 5.32 ms (bare server 4.8 / 4.6 ms);
+  as fast as they can: p99 86.7 / 211.5 ms (bare 33.5 / 12.4 ms), ~23,000 req/s.
+Then (2026-12-06, evening UTC; the machine slower than that morning: the same baseline took 1.5-1.8x as long):
+a certified month's scores summed once (rk_month_scores), ranks from a tally of the scores, every
+ranking of a batch in one sort on one key, awards copied in, tables without statistics analysed first:
+  the last MonthCertified: 16.48 s (county 7.5 s, of it the ranking statement 6.7 s; community 1.3 s);
+  baseline 2.82 s: 5.8x (was 8.4x). Burst of nine: 79.75 s (no recompute over 3.4 s but the county's,
+  9.0 s); baseline 22.89 s: 3.5x (was 6.0x).
+  leaderboard (community / county), each client every 50 ms: p50 0.80 / 0.94 ms, p99 5.22 / 7.15 ms
+  (bare server p99 6.29 / 11.03 ms); as fast as they can: p99 745 / 848 ms (bare server 430 / 90 ms),
+  12,500-14,000 req/s (bare 18,700-20,700): that evening the machine's own tail was long.
+The ranking statement alone (county, month + quarter + year, 771,429 entries) ran 5.2-5.4 s on a
+quiet copy of the same data: the members joined to their scores (~1.3 s), the tally (~0.8 s), the
+keys (~1.2 s), the sort and the lists (~0.8 s). The aim (10 s) is still missed on this machine.
 """
 
 from __future__ import annotations
