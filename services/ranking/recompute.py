@@ -21,7 +21,7 @@ from services.ranking.domain.periods import Period
 from services.ranking.domain.ranking import JOINED_MID_PERIOD, MOVED_OUT_MID_PERIOD, Entry, Member, rank
 from services.ranking.domain.talks import NOMINEES, TALK_BOTTOM, TALK_TOP, nominees, talks_due
 from services.ranking.settings import ranking_rules
-from services.ranking.tables import ENTRIES
+from services.ranking.tables import ENTRIES, month_sums
 from shared.events.ranking import COUNTY
 from shared.logging import get_logger
 from shared.vocabulary import CATEGORIES, TEN_MOST_BEAUTIFUL
@@ -111,6 +111,7 @@ select t.scope, ($9::text[])[s.g % 32] as category, t.period,
        e.ranks[s.first:s.first + s.n - 1] as ranks, e.from_bottoms[s.first:s.first + s.n - 1] as from_bottoms,
        e.not_rankeds[s.first:s.first + s.n - 1] as not_rankeds
 from spans s join target t on t.t = s.g / 32 cross join everyone e"""
+assert len(CATEGORIES) < 32, "RANK numbers a ranking target * 32 + category"
 
 # Write what differs: rankings gone from a recomputed (scope, period) (found by the digests: every
 # ranking has one), the lists of the rankings whose digest changed, then the digests.
@@ -166,7 +167,6 @@ async def rank_touched(conn: asyncpg.Connection, touched_scopes: dict[str, set[P
                 targets.append((scope, period, pairs))
     if not targets:
         return []
-    assert len(CATEGORIES) < 32, "RANK numbers a ranking target * 32 + category"
     # the planner, without statistics on the CTEs, may nest loops over 200,000 members x their scores or
     # sort 660,000 scores to sum them (the sorts that order the rankings are still made)
     await conn.execute("set local enable_nestloop = off; set local work_mem = '256MB'; set local enable_sort = off")
@@ -193,13 +193,8 @@ async def score_months(conn: asyncpg.Connection, months: set[tuple[str, str]]) -
     communities, ms = [c for c, _ in sorted(months)], [m for _, m in sorted(months)]
     await conn.execute("""delete from rk_month_scores where (community_id, month) in
                           (select * from unnest($1::text[], $2::text[]))""", communities, ms)
-    await conn.execute(
-        """insert into rk_month_scores
-           select community_id, month, subject_id, category, sum(points) from (
-               select community_id, month, subject_id, category, points from rk_awards
-               union all select community_id, month, subject_id, category, delta from rk_corrections) s
-           where (community_id, month) in (select * from unnest($1::text[], $2::text[])) group by 1, 2, 3, 4""",
-        communities, ms)
+    await conn.execute(f"insert into rk_month_scores {month_sums('select * from unnest($1::text[], $2::text[])')}",
+                       communities, ms)
 
 
 STATISTICS = ("rk_subjects", "rk_awards", "rk_corrections", "rk_month_scores")

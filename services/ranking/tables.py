@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-READ_MODEL = """
+
+def month_sums(months: str) -> str:
+    """The scores of the (community, month)s that ``months`` (a query of such pairs) gives: their awards
+    and corrections summed per subject and category, as ``rk_month_scores`` rows."""
+    return f"""select community_id, month, subject_id, category, sum(points) from (
+            select community_id, month, subject_id, category, points from rk_awards
+            union all select community_id, month, subject_id, category, delta from rk_corrections) s
+        where (community_id, month) in ({months}) group by 1, 2, 3, 4"""
+
+
+READ_MODEL = f"""
 create table if not exists rk_communities (community_id text primary key, name text not null);
 create table if not exists rk_subjects (
     subject_id text primary key, community_id text not null, kind text not null, name text not null,
@@ -37,12 +47,7 @@ create table if not exists rk_month_scores (
 );
 do $$ begin  -- an installation from before the month scores: its certified months, once
     if not exists (select from rk_month_scores) then
-        insert into rk_month_scores
-        select community_id, month, subject_id, category, sum(points) from (
-            select community_id, month, subject_id, category, points from rk_awards
-            union all select community_id, month, subject_id, category, delta from rk_corrections) s
-        where (community_id, month) in (select community_id, month from rk_months where complete)
-        group by 1, 2, 3, 4;
+        insert into rk_month_scores {month_sums("select community_id, month from rk_months where complete")};
     end if;
 end $$;
 -- one row per ranking: its entries as parallel arrays in ranking order (ranked by rank then subject
