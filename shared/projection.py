@@ -31,7 +31,7 @@ import contextlib
 import datetime as dt
 import gc
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -45,7 +45,7 @@ from shared.events import UnknownEventType, event_class
 from shared.kafka import consumer_config, producer_config
 from shared.logging import get_logger
 from shared.settings import Settings
-from shared.sites import SITE_SERVICE, Site, group_prefix, registry, this_site
+from shared.sites import SITE_SERVICE, Site, group_prefix, partition_of, registry, this_site
 from shared.topics import BY_SERVICE, DEAD_LETTER, REVIEW, Topic
 
 if TYPE_CHECKING:
@@ -169,6 +169,17 @@ class Owners:
         if site is not None:
             self._scope[BY_SERVICE[SITE_SERVICE].name(settings)] = (0, site_source(site.name, settings).encode())
             self._scope[REVIEW.name(settings)] = (1, site.community_id.encode())  # keyed by community id
+
+    def reads(self, tp: TopicPartition, partitions: int) -> bool:
+        """Whether a record of this partition can be in scope at all. On a site, a topic keyed by
+        community id is read only in the partition its community's key goes to (the producers'
+        default partitioner, Kafka's murmur2), so a site never fetches the rest of the county's
+        review stream. The partition count of a topic keyed this way is never changed (that would
+        move a community to another partition and break its order)."""
+        rule = self._scope.get(tp.topic)
+        if rule is None or rule[0] != 1:
+            return True
+        return tp.partition == partition_of(rule[1], partitions)
 
     def in_scope(self, topic: str, record: ConsumerRecord[Any, Any]) -> bool:
         rule = self._scope.get(topic)
@@ -434,11 +445,16 @@ class ProjectionRunner:
         if consumer is None:
             return -1
         total = 0
-        for tp in consumer.assignment():
+        for tp in consumer.assignment() - consumer.paused():
             high = consumer.highwater(tp)
             if high is not None:
                 total += max(0, high - await consumer.position(tp))
         return total
+
+    def read_of(self, partitions: Iterable[TopicPartition], count: Callable[[str], int]) -> list[TopicPartition]:
+        """The partitions this runner reads of those given (``Owners.reads``); ``count`` gives a
+        topic's number of partitions."""
+        return [tp for tp in partitions if self.owners.reads(tp, count(tp.topic))]
 
     # ---- one batch -----------------------------------------------------------------------
     async def process(self, batch: Batch, *, dead_letter: bool = True) -> None:
@@ -656,9 +672,10 @@ class ProjectionRunner:
                 except Exception as exc:  # stay paused; the run loop raises it and the runner restarts
                     runner._failure = exc
                     return
-                consumer.resume(*assigned)
+                read = runner.read_of(assigned, lambda topic: len(consumer.partitions_for_topic(topic) or ()))
+                consumer.resume(*read)  # the rest stay paused: never fetched (a site's share of the county)
                 log.info("projection.assigned", projection=runner.projection.name,
-                         partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()))
+                         partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in read))
                 runner.ready.set()
 
         consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=self.group_id)
@@ -741,7 +758,8 @@ class ProjectionRunner:
         await consumer.start()
         start_applied = self.applied
         try:
-            tps = await partitions_of(consumer, self.topic_names)
+            every = await partitions_of(consumer, self.topic_names)
+            tps = self.read_of(every, lambda topic: sum(tp.topic == topic for tp in every))
             if share is not None:
                 tps = [tp for tp in tps if tp in share]
             consumer.assign(tps)

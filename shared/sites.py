@@ -13,6 +13,8 @@ on every county service, every site and the auditor. What it decides:
   that site's community; anything else goes to the dead-letter topic with the reason
   (``shared.projection.Owners``);
 - each site's chain is verified on its own (``python -m shared.verify --site <name>``);
+- a site reads the review topic (keyed by community id) only in its community's partition
+  (``partition_of``);
 - each site principal may write the declarations topic and read the review topic, in consumer
   groups of its own (``shared.topics.acl_bindings``).
 
@@ -26,6 +28,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
+
+from aiokafka.partitioner import murmur2
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -86,6 +90,12 @@ def this_site(settings: Settings) -> Site | None:
         if site.name == settings.site:
             return site
     raise RegistryError(f"SITE={settings.site} is not in the registry of sites (SITES)")
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a record with this key is written to: the producers' default partitioner
+    (Kafka's, murmur2 of the key bytes). A site reads the review topic only there."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def group_prefix(settings: Settings) -> str:

@@ -9,6 +9,7 @@ before it is applied). An outbox is the events not yet published (``published_at
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import time
@@ -23,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from deploy.simulate.county import County
 from shared.audit.diff import read_models
 from shared.kafka import consumer_config
-from shared.projection import partitions_of
+from shared.projection import Owners, partitions_of
 from shared.settings import Settings
 from shared.topics import BY_SERVICE
 
@@ -47,6 +48,7 @@ class Watch:
     _consumer: AIOKafkaConsumer | None = None
     _tps: list[TopicPartition] = field(default_factory=list)
     _models: dict[str, list[tuple[str, set[str]]]] = field(default_factory=dict)  # service -> (projection, topics)
+    _unread: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # site process -> partitions it never reads
 
     async def open(self) -> None:
         self._consumer = AIOKafkaConsumer(**consumer_config(self.county.settings), group_id=None)
@@ -54,6 +56,11 @@ class Watch:
         self._tps = await partitions_of(self._consumer, [t.name(self.county.settings) for t in BY_SERVICE.values()])
         for proc in self.county.all():
             self._pools[proc.name] = await asyncpg.create_pool(proc.dsn, min_size=1, max_size=1)
+        counts = collections.Counter(tp.topic for tp in self._tps)
+        for site in self.county.sites:  # a site reads the review topic in its community's partition only
+            owners = Owners(self.county.settings.model_copy(update={"site": site.name}))
+            self._unread[f"site-{site.name}"] = {(tp.topic, tp.partition) for tp in self._tps
+                                                 if not owners.reads(tp, counts[tp.topic])}
         for service in (*self.county.services, "declarations"):  # a site runs the declarations service's
             self._models[service] = [(p.name, {t.name(self.county.settings) for t in p.topics})
                                      for p in read_models(service)]
@@ -75,7 +82,9 @@ class Watch:
             site = name.startswith("site-")
             stored = {(projection, topic, partition): o for projection, topic, partition, o in offsets}
             for projection, topics in self._models["declarations" if site else name]:
-                behind = sum(max(0, o - stored.get((projection, *tp), 0)) for tp, o in end.items() if tp[0] in topics)
+                unread = self._unread.get(name, set())
+                behind = sum(max(0, o - stored.get((projection, *tp), 0)) for tp, o in end.items()
+                             if tp[0] in topics and tp not in unread)
                 key = f"sites/{projection}" if site else f"{name}/{projection}"
                 lag[key] = lag.get(key, 0) + behind
             outbox["sites" if site else name] = outbox.get("sites" if site else name, 0) + unpublished

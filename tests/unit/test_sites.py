@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.declarations.pipeline import only_this_site
@@ -18,7 +19,7 @@ from shared.events.declarations import CatalogueVersionPublished, CommunityRegis
 from shared.events.review import MonthCertified
 from shared.projection import Owners, ProjectionRunner
 from shared.settings import Settings
-from shared.sites import RegistryError, Site, parse_registry, registry, this_site
+from shared.sites import RegistryError, Site, parse_registry, partition_of, registry, this_site
 from shared.topics import DECLARATIONS, REVIEW, Op, Pattern, Resource, acl_bindings
 
 pytestmark = pytest.mark.unit
@@ -119,6 +120,17 @@ def test_given_a_site_then_its_read_models_look_only_at_its_own_declarations_and
     assert owners.in_scope(review, record(review, b"c-hz01", source_for("review", COUNTY)))
     assert not owners.in_scope(review, record(review, b"c-hz02", source_for("review", COUNTY)))
     assert Owners(COUNTY).in_scope(decl, record(decl, b"p-2", site_source("hz02", COUNTY)))
+
+
+def test_given_a_site_then_it_reads_the_review_topic_only_in_its_communitys_partition() -> None:
+    owners, county = Owners(AT_HZ01), Owners(COUNTY)
+    review, decl = REVIEW.name(AT_HZ01), DECLARATIONS.name(AT_HZ01)
+    # where the producers put a record keyed c-hz01 (aiokafka's default partitioner, Kafka's murmur2)
+    ours = DefaultPartitioner()(b"c-hz01", list(range(12)), list(range(12)))
+    assert partition_of(b"c-hz01", 12) == ours
+    assert [p for p in range(12) if owners.reads(TopicPartition(review, p), 12)] == [ours]
+    assert all(owners.reads(TopicPartition(decl, p), 12) for p in range(12))  # its declarations go everywhere
+    assert all(county.reads(TopicPartition(review, p), 12) for p in range(12))
 
 
 def test_a_site_consumes_in_groups_of_its_own() -> None:
