@@ -94,6 +94,11 @@ REPORT_OFFSETS_S = 5.0  # how often the runner commits its stored offsets to the
 # per batch of the whole county's traffic.
 PASSED_OVER_STORE_S = 1.0
 SETTLE_EVERY_S = 30.0  # a projection that puts work off while behind the log settles at least this often
+# ... but never spends more than a share of its time settling while more keeps coming: a settle that
+# took d seconds is followed by the next one while busy after SETTLE_SPACING * d at the soonest, and
+# on a batch that caught up with the log after d (the log was quiet for a moment). The log gone quiet (nothing
+# fetched) always settles at once.
+SETTLE_SPACING = 4.0
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
 
@@ -128,8 +133,9 @@ class Projection(ABC):
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None: ...
 
     # A projection may put off costly work while the log is ahead of it (``settles``): the runner
-    # then calls ``settle`` in the transaction of a batch once it has caught up with the log (the
-    # batch was not full), at least every ``SETTLE_EVERY_S`` while it has not, and at the end of a
+    # then calls ``settle`` in the transaction of a batch once it has caught up with the log (its
+    # partitions at their high watermarks), at least every ``SETTLE_EVERY_S`` while it has not (both spaced by the
+    # last settle's duration, ``SETTLE_SPACING``), when nothing more was fetched, and at the end of a
     # catch-up or replay. Like ``apply`` it must not read the clock; what it writes is the same
     # whichever batch it ran with.
     settles: bool = False
@@ -387,6 +393,7 @@ class ProjectionRunner:
         self.batch_records = 5000  # at most per transaction (a replay takes more)
         self._unsettled = projection.settles  # applied since it last settled (or before a restart)
         self._settled_at = 0.0
+        self._settle_took = 0.0  # seconds the last transaction that settled took
         self.ready = asyncio.Event()
         self.positions: dict[TopicPartition, int] = {}  # partitions seeked to their stored offset, next offset
         # Next offsets as stored in Postgres, also committed to the consumer group now and then so that lag
@@ -468,11 +475,25 @@ class ProjectionRunner:
         await self.flush()
         self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter, settle=settle))
 
-    def settle_due(self, records: int) -> bool:
-        """Settle with this batch: it was not full (the log has no more now), or it is overdue."""
+    def settle_due(self, caught_up: bool) -> bool:
+        """Settle with this batch: it reaches the end of the log as last fetched, or settling is
+        overdue; either only once the last settle is far enough behind (``SETTLE_SPACING``)."""
         if not self.projection.settles:
             return False
-        return records < self.batch_records or asyncio.get_running_loop().time() - self._settled_at > SETTLE_EVERY_S
+        since = asyncio.get_running_loop().time() - self._settled_at
+        if caught_up:
+            return since >= self._settle_took
+        return since > max(SETTLE_EVERY_S, SETTLE_SPACING * self._settle_took)
+
+    def caught_up(self, consumer: AIOKafkaConsumer) -> bool:
+        """Every partition read is at its high watermark as of its last fetch. (A batch that is not
+        full says little: a fetch returns at most a megabyte per partition, and a certification's
+        awards are all on its community's partition.)"""
+        for tp in consumer.assignment() - consumer.paused():
+            high = consumer.highwater(tp)
+            if high is not None and self.positions.get(tp, 0) < high:
+                return False
+        return True
 
     async def settle_now(self) -> None:
         """Settle in a transaction of its own, if anything was applied since the last time."""
@@ -500,6 +521,7 @@ class ProjectionRunner:
             self._passed_over = {}
         # In a replay, dedup is decided once, in memory, before the transaction (and its retries).
         in_memory = None if self._recent is None else self._recent.fresh(prepared[0], prepared[2])
+        started = asyncio.get_running_loop().time()
         for attempt in range(1, RETRIES + 1):
             try:
                 applied, dead = await self._commit_once(prepared, dead_letter, in_memory, settle)
@@ -516,6 +538,7 @@ class ProjectionRunner:
         self.applied += applied
         if settle:
             self._unsettled, self._settled_at = False, asyncio.get_running_loop().time()
+            self._settle_took = self._settled_at - started
         elif applied and self.projection.settles:
             self._unsettled = True
         self.dead_lettered += len(dead)
@@ -696,7 +719,7 @@ class ProjectionRunner:
                 batch = self.admit(await fetch_batch(consumer, max_records=self.batch_records))
                 try:
                     if batch:
-                        await self.process_pipelined(batch, settle=self.settle_due(sum(map(len, batch.values()))))
+                        await self.process_pipelined(batch, settle=self.settle_due(self.caught_up(consumer)))
                     else:
                         await self.settle_now()
                         if self._passed_over:  # nothing more to read now: store what was passed over
