@@ -687,7 +687,8 @@ class PostgresServer:
             if port_open(self.port):
                 raise RuntimeError(f"port 127.0.0.1:{self.port} is taken by another process")
             opts = (f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir} -c max_connections=300 "
-                    "-c fsync=on -c shared_buffers=256MB")  # fmt: skip
+                    "-c fsync=on -c shared_buffers=256MB "
+                    + os.environ.get("POINTS_PG_OPTIONS", ""))  # e.g. pg_stat_statements, when profiling
             res = self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
                             "-t", str(int(timeout)), "-o", opts, "start", timeout=timeout + 10)  # fmt: skip
             if res.returncode != 0:
