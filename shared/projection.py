@@ -94,10 +94,11 @@ REPORT_OFFSETS_S = 5.0  # how often the runner commits its stored offsets to the
 # per batch of the whole county's traffic.
 PASSED_OVER_STORE_S = 1.0
 SETTLE_EVERY_S = 30.0  # a projection that puts work off while behind the log settles at least this often
-# ... but never spends more than a share of its time settling while more keeps coming: a settle that
-# took d seconds is followed by the next one while busy after SETTLE_SPACING * d at the soonest, and
-# on a batch that caught up with the log after d (the log was quiet for a moment). The log gone quiet (nothing
-# fetched) always settles at once.
+# ... but never spends more than a share of its time settling while records keep coming: a settle
+# that took d seconds is followed by the next one SETTLE_SPACING * d later at the soonest (a batch
+# that caught up with the log), or later still (at least SETTLE_EVERY_S) while behind. A log that
+# trickles in (a relay publishing a certification) is caught up with again and again. The log gone
+# quiet (a fetch that brings nothing) always settles at once.
 SETTLE_SPACING = 4.0
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
@@ -482,7 +483,7 @@ class ProjectionRunner:
             return False
         since = asyncio.get_running_loop().time() - self._settled_at
         if caught_up:
-            return since >= self._settle_took
+            return since >= SETTLE_SPACING * self._settle_took
         return since > max(SETTLE_EVERY_S, SETTLE_SPACING * self._settle_took)
 
     def caught_up(self, consumer: AIOKafkaConsumer) -> bool:
