@@ -61,6 +61,13 @@ ranking of a batch in one sort on one key, awards copied in, tables without stat
 The ranking statement alone (county, month + quarter + year, 771,429 entries) ran 5.2-5.4 s on a
 quiet copy of the same data: the members joined to their scores (~1.3 s), the tally (~0.8 s), the
 keys (~1.2 s), the sort and the lists (~0.8 s). The aim (10 s) is still missed on this machine.
+Then (night of 2026-12-06; slower again: the same baseline took 3.66 s against 2.82 s): the dedup
+window trimmed by key ranges, settles spaced by their duration:
+  the last MonthCertified: 19.09 s (county 9.0 s); baseline 3.66 s: 5.2x (was 5.8x). Burst of nine:
+  96.37 s; baseline 30.31 s: 3.2x (was 3.5x).
+  leaderboard (community / county), each client every 50 ms: p50 1.07 / 1.10 ms, p99 8.17 / 6.94 ms
+  (bare server p99 8.76 / 8.64 ms); as fast as they can: p99 46.8 ms / 1.08 s (bare server 30.5 /
+  816 ms), 8,600-9,800 req/s (bare 11,500-14,500).
 """
 
 from __future__ import annotations
