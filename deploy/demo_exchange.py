@@ -61,10 +61,12 @@ def run(community: str, token: Any, month: str) -> None:
     for item_id, name, unit, price, limits in ITEMS:
         post("/catalogue/items", {"item_id": f"{community}-{item_id}", "community_id": community, "name": name,
                                   "unit": unit, "price": price, "limits": limits}, f"item-{item_id}")
-    today = dt.date.today().isoformat()
+    # received on the first day after the certified month: the same request whenever the demo runs again
+    first = dt.date.fromisoformat(f"{month}-01")
+    received_on = (first + dt.timedelta(days=32)).replace(day=1).isoformat()
     for n, (donor, item_id, quantity) in enumerate(DONATIONS):
         post("/donations", {"item_id": f"{community}-{item_id}", "donor": donor, "quantity": quantity,
-                            "received_on": today}, f"donation-{month}-{n}")
+                            "received_on": received_on}, f"donation-{received_on}-{n}")
     answers = []
     for n, (subject, name, lines) in enumerate(REDEMPTIONS):  # a refusal is part of the demo: its reason is printed
         answer = post("/redemptions", {"member_code": member_code(subject), "counter": "counter-1",
