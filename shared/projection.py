@@ -453,7 +453,7 @@ class ProjectionRunner:
         if consumer is None:
             return -1
         total = 0
-        for tp in consumer.assignment() - consumer.paused():
+        for tp in reading(consumer):
             high = consumer.highwater(tp)
             if high is not None:
                 total += max(0, high - await consumer.position(tp))
@@ -490,7 +490,7 @@ class ProjectionRunner:
         """Every partition read is at its high watermark as of its last fetch. (A batch that is not
         full says little: a fetch returns at most a megabyte per partition, and a certification's
         awards are all on its community's partition.)"""
-        for tp in consumer.assignment() - consumer.paused():
+        for tp in reading(consumer):
             high = consumer.highwater(tp)
             if high is not None and self.positions.get(tp, 0) < high:
                 return False
@@ -840,6 +840,11 @@ def _until(batch: Batch, end: dict[TopicPartition, int], until: dt.datetime | No
                 remaining.discard(tp)
     return todo
 
+
+
+def reading(consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+    """The partitions assigned and not paused: those the runner reads (a site pauses the rest)."""
+    return set(consumer.assignment()) - set(consumer.paused())
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
