@@ -73,15 +73,14 @@ scores as materialized (  -- each ranking's score of a subject: its months' scor
     where m.community_id = any($10::text[]) and m.month = any($11::text[])  -- the index narrows, the join picks
       and m.category = any($9::text[])
     group by 1, 2),
-place as materialized (  -- each subject's place in code point order (the ties' order)
-    select subject_id, row_number() over (order by subject_id collate "C")::bigint as place from rk_subjects
-    where community_id = any(select scope from target) or exists (select from target where scope = '{COUNTY}')),
 members as materialized (
-    select k.g, s.subject_id, p.place, coalesce(sc.score, 0)::bigint as score,
+    select k.g, s.subject_id, s.place, coalesce(sc.score, 0)::bigint as score,
            case when s.registered_on > t.first_day then '{JOINED_MID_PERIOD}'
                 when s.moved_out_on <= t.last_day then '{MOVED_OUT_MID_PERIOD}' end as not_ranked
-    from target t join rk_subjects s on t.scope = '{COUNTY}' or s.community_id = t.scope
-    join place p using (subject_id)
+    from target t join (  -- each subject's place in code point order (the ties' order)
+        select *, row_number() over (order by subject_id collate "C")::bigint as place from rk_subjects
+        where community_id = any(select scope from target) or exists (select from target where scope = '{COUNTY}')
+    ) s on t.scope = '{COUNTY}' or s.community_id = t.scope
     cross join lateral (select t.t * 32 + array_position($9::text[], c) as g from unnest(s.categories) as c
                         where c = any($9::text[])) as k
     left join scores sc on (sc.g, sc.subject_id) = (k.g, s.subject_id)),
@@ -97,7 +96,7 @@ ranked as (
            -- the ranking's order as one number: ranking, rank (the not ranked last), place
            (m.g::bigint << (2 * $12)) | (coalesce(r.rank, (1::bigint << $12) - 1) << $12) | m.place as key
     from members m left join ranks r on m.not_ranked is null and (r.g, r.score) = (m.g, m.score)),
-everyone as (  -- every ranking's entries in order, in one sort
+everyone as materialized (  -- every ranking's entries in order, in one sort
     select array_agg(subject_id order by key) as subject_ids, array_agg(score order by key) as scores,
            array_agg(rank order by key) as ranks, array_agg(from_bottom order by key) as from_bottoms,
            array_agg(not_ranked order by key) as not_rankeds,
