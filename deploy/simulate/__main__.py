@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import signal
 import tempfile
 import time
+from collections.abc import Coroutine
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvloop
@@ -72,13 +75,28 @@ def main(
 
         result = Result(plan)
         try:
-            uvloop.run(simulate(handle, result, logs, partitions=partitions, sample_s=sample_s,
-                                verify_chains=verify_chains, on_update=update))
-        finally:  # what was measured, also when a phase failed
-            console.print(report.final(result))
+            uvloop.run(_stopped_by_signals(simulate(handle, result, logs, partitions=partitions, sample_s=sample_s,
+                                                    verify_chains=verify_chains, on_update=update)))
+        except asyncio.CancelledError:
+            console.print("stopped by a signal: the county's services and sites stopped; removing the throw-away stack")
+            raise typer.Exit(130) from None
+        finally:  # what was measured, also when a phase failed (none when the county never started)
+            if result.figures:
+                console.print(report.final(result))
             console.print(f"service and site logs: {logs}")
-            if json_out is not None:
+            if json_out is not None and result.figures:
                 json_out.write_text(json.dumps(report.as_json(result), indent=2, default=str))
+
+
+async def _stopped_by_signals(run: Coroutine[Any, Any, Result]) -> Result:
+    """SIGTERM or SIGINT cancels the run: the county's services and sites are stopped, the figures so far
+    printed, the throw-away stack removed. (By default SIGTERM killed this process alone and left dozens of
+    processes and gigabytes behind; a job started in the background ignores SIGINT.)"""
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    return await run
 
 
 if __name__ == "__main__":
