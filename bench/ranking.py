@@ -68,6 +68,17 @@ window trimmed by key ranges, settles spaced by their duration:
   leaderboard (community / county), each client every 50 ms: p50 1.07 / 1.10 ms, p99 8.17 / 6.94 ms
   (bare server p99 8.76 / 8.64 ms); as fast as they can: p99 46.8 ms / 1.08 s (bare server 30.5 /
   816 ms), 8,600-9,800 req/s (bare 11,500-14,500).
+Then (night of 2026-12-07; the same baseline took 3.54-3.66 s): every ranking's order one bigint (the
+rank, then the subject's place in code point order) instead of a text key, and the entries aggregated
+once (for a single-period ranking the planner had run the aggregate again for each category):
+  the last MonthCertified: 18.69 s (county 9.0 s, of it the statement 7.98 s); baseline 3.66 s: 5.1x.
+  The same evening before the change: 21.19 s and 20.44 s (statement 9.24-9.49 s), 6.0x. Burst of
+  nine: 92.53 s; baseline 31.14 s: 3.0x. With log_min_duration_statement, the last certification's
+  awards (20 batches of 5,000) took ~8 s: each batch's insert into projection_dedup ~170 ms of a
+  ~330 ms cycle (two unique indexes; the table churns a million rows).
+  leaderboard (community / county), each client every 50 ms: p99 24.88 / 11.57 ms (bare server 9.69 /
+  19.33 ms): that run's tail was the machine's; as fast as they can: p99 1.12 s / 951 ms (bare 1.07 s /
+  573 ms).
 """
 
 from __future__ import annotations
