@@ -98,7 +98,10 @@ SETTLE_EVERY_S = 30.0  # a projection that puts work off while behind the log se
 # that took d seconds is followed by the next one SETTLE_SPACING * d later at the soonest (a batch
 # that caught up with the log), or later still (at least SETTLE_EVERY_S) while behind. A log that
 # trickles in (a relay publishing a certification) is caught up with again and again. The log gone
-# quiet (a fetch that brings nothing) always settles at once.
+# quiet (a fetch that brings nothing, every partition read at its high watermark) settles at once. A
+# fetch that brings nothing while the runner is still behind (its fetcher slow on a saturated machine:
+# in a full-size county run, three county rankings of 14-18 s each while tens of thousands of records
+# behind) counts as a batch behind.
 SETTLE_SPACING = 4.0
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
@@ -476,14 +479,15 @@ class ProjectionRunner:
         await self.flush()
         self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter, settle=settle))
 
-    def settle_due(self, caught_up: bool) -> bool:
+    def settle_due(self, caught_up: bool, *, fetched: bool = True) -> bool:
         """Settle with this batch: it reaches the end of the log as last fetched, or settling is
-        overdue; either only once the last settle is far enough behind (``SETTLE_SPACING``)."""
+        overdue; either only once the last settle is far enough behind (``SETTLE_SPACING``). After a
+        fetch that brought nothing (``fetched`` False): at once if caught up, else only if overdue."""
         if not self.projection.settles:
             return False
         since = asyncio.get_running_loop().time() - self._settled_at
         if caught_up:
-            return since >= SETTLE_SPACING * self._settle_took
+            return not fetched or since >= SETTLE_SPACING * self._settle_took
         return since > max(SETTLE_EVERY_S, SETTLE_SPACING * self._settle_took)
 
     def caught_up(self, consumer: AIOKafkaConsumer) -> bool:
@@ -723,7 +727,9 @@ class ProjectionRunner:
                     if batch:
                         await self.process_pipelined(batch, settle=self.settle_due(self.caught_up(consumer)))
                     else:
-                        await self.settle_now()
+                        await self.flush()
+                        if self.settle_due(self.caught_up(consumer), fetched=False):
+                            await self.settle_now()
                         if self._passed_over:  # nothing more to read now: store what was passed over
                             await self.commit(([], [], {}))
                 except Reseek as exc:

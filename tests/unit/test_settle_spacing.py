@@ -49,3 +49,13 @@ async def test_given_a_settle_that_took_20_s_then_the_next_waits_until_it_is_far
 async def test_given_quick_settles_then_a_busy_runner_still_settles_every_30_s() -> None:
     assert not runner_settled(ago=SETTLE_EVERY_S - 1, took=0.1).settle_due(caught_up=False)
     assert runner_settled(ago=SETTLE_EVERY_S + 1, took=0.1).settle_due(caught_up=False)
+
+
+async def test_given_a_fetch_that_brought_nothing_when_caught_up_then_the_quiet_log_settles_at_once() -> None:
+    assert runner_settled(ago=1.0, took=20).settle_due(caught_up=True, fetched=False)
+
+
+async def test_given_a_fetch_that_brought_nothing_while_still_behind_then_it_settles_only_when_overdue() -> None:
+    # a fetcher slow on a saturated machine returns nothing while 100,000 records are still to be read
+    assert not runner_settled(ago=25, took=20).settle_due(caught_up=False, fetched=False)
+    assert runner_settled(ago=SETTLE_SPACING * 20 + 1, took=20).settle_due(caught_up=False, fetched=False)
