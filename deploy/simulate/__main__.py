@@ -61,6 +61,8 @@ def main(
     if small:
         plan = dataclasses.replace(plan, **SMALL)
     console = Console()
+    if not console.is_terminal:  # a log file: wide enough that the lag and CPU tables keep their names
+        console = Console(width=max(console.width, 160))
     logs = Path(tempfile.mkdtemp(prefix="points-sim-logs-"))
     said = [0.0]
     with throwaway_stack("points-sim-") as handle, (
