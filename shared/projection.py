@@ -11,9 +11,8 @@
   Postgres, read under row lock (a partition moving between two members of the group).
 - Dedup by event id is the second guard, against a relay that published an event twice (crash
   between send and mark): the copy lands on the same partition (same key) a few relay batches
-  later. ``projection_dedup`` keeps the ids of the last ``dedup_window`` offsets of each
-  partition: a copy within that distance is applied once; the table never holds more than
-  ``dedup_window`` rows per partition.
+  later, and is applied once if within ``dedup_window`` offsets of the first (``shared/recent.py``:
+  the ids held in memory by the partition's reader, stored one row per batch).
 - Transient database errors (deadlock, serialization failure, lock timeout, connection trouble)
   roll the whole transaction back and retry it: never dead-lettered, never marked seen.
 - A record that cannot be decoded or applied, or whose event type is not its owning service's
@@ -26,7 +25,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import gc
@@ -40,10 +38,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from shared import recent
 from shared.envelope import Envelope, UndecodableRecord, decode, deployment_source, legacy_source, site_source
 from shared.events import UnknownEventType, event_class
 from shared.kafka import consumer_config, producer_config
 from shared.logging import get_logger
+from shared.recent import RecentIds
 from shared.settings import Settings
 from shared.sites import SITE_SERVICE, Site, group_prefix, partition_of, registry, this_site
 from shared.topics import BY_SERVICE, DEAD_LETTER, REVIEW, Topic
@@ -61,16 +61,6 @@ create table if not exists projection_offsets (
     next_offset bigint not null,
     primary key (projection, topic, partition)
 );
-create table if not exists projection_dedup (
-    projection   text not null,
-    topic        text not null,
-    partition    integer not null,
-    event_offset bigint not null,
-    source       text not null,
-    event_id     uuid not null,
-    constraint projection_dedup_pkey primary key (projection, topic, partition, event_offset),
-    constraint projection_dedup_event unique (projection, source, event_id)
-);
 -- bumped by every swap: a runner seeing another generation seeks again to the stored offsets
 create table if not exists projection_live (
     projection text primary key,
@@ -79,10 +69,6 @@ create table if not exists projection_live (
 drop table if exists projection_seen;  -- the unbounded dedup store it replaces
 """
 
-# A replay fills projection_dedup without them and builds them once at the end (far cheaper).
-DEDUP_CONSTRAINTS = ("projection_dedup_pkey primary key (projection, topic, partition, event_offset)",
-                     "projection_dedup_event unique (projection, source, event_id)")
-DEDUP_COLUMNS = ("projection", "topic", "partition", "event_offset", "source", "event_id")
 # pg_advisory_xact_lock(LOCK_CLASS, hashtext(projection)): shared by every runner commit, exclusive by a swap
 LOCK_CLASS = 7421
 DEDUP_WINDOW = 10_000  # offsets per partition: a relay re-sends within a batch or two (relay_batch_size 2000)
@@ -150,6 +136,7 @@ class Projection(ABC):
 
 async def migrate(conn: asyncpg.Connection, projection: Projection) -> None:
     await conn.execute(SCHEMA)
+    await conn.execute(recent.SCHEMA)
     await conn.execute(projection.schema)
 
 
@@ -341,42 +328,6 @@ def _record_time(record: ConsumerRecord[Any, Any]) -> dt.datetime | None:
 Good = list[tuple[ConsumerRecord[Any, Any], Envelope]]
 
 
-class RecentIds:
-    """The dedup store of a replay, in memory: the ids of the last ``window`` offsets of each
-    partition. Those within ``window`` of a partition's end offset are also written to
-    ``projection_dedup`` with their batch (the store a swap hands to the live runner)."""
-
-    def __init__(self, window: int, end: dict[TopicPartition, int]) -> None:
-        self.window = window
-        self.keep_from = {(tp.topic, tp.partition): offset - window for tp, offset in end.items()}
-        self.ids: set[tuple[str, int]] = set()
-        self.by_partition: dict[tuple[str, int], collections.deque[tuple[int, str, int]]] = {}
-
-    def fresh(self, good: Good, offsets: dict[TopicPartition, int]) -> tuple[Good, Good]:
-        """The records to apply, and those of them to write to ``projection_dedup``."""
-        out, kept, ids = [], [], self.ids
-        for record, env in good:
-            key = (env.source, env.id.int)  # .int: UUID.__hash__ is a Python-level call
-            if key in ids:
-                continue
-            ids.add(key)
-            tp = (record.topic, record.partition)
-            queue = self.by_partition.get(tp)
-            if queue is None:
-                queue = self.by_partition[tp] = collections.deque()
-            queue.append((record.offset, env.source, key[1]))
-            out.append((record, env))
-            if record.offset >= self.keep_from.get(tp, 0):
-                kept.append((record, env))
-        for tp, next_offset in offsets.items():
-            queue = self.by_partition.get((tp.topic, tp.partition))
-            floor = next_offset - self.window
-            while queue and queue[0][0] < floor:
-                _, source, event_id = queue.popleft()
-                ids.discard((source, event_id))
-        return out, kept
-
-
 class ProjectionRunner:
     def __init__(self, pool: asyncpg.Pool, projection: Projection, settings: Settings) -> None:
         self.pool = pool
@@ -411,9 +362,11 @@ class ProjectionRunner:
         self._live = False  # in run(): batches only passed over may store their offsets later
         self._passed_over: dict[TopicPartition, int] = {}  # their next offsets, not stored yet
         self._passed_over_since = 0.0
-        # A replay into a scratch schema has one writer per partition and starts empty: dedup in
-        # memory, no locks, no offset checks (see catch_up(fresh=True)).
-        self._recent: RecentIds | None = None
+        self.recent = RecentIds(projection.dedup_window)  # the second guard (shared/recent.py)
+        # A replay into a scratch schema has one writer per partition and starts empty: no locks, no
+        # offset checks, its windows never read back; it stores the ids within the window of these
+        # end offsets, for the live runner a swap hands it to (see catch_up(fresh=True)).
+        self._replay_ends: dict[TopicPartition, int] | None = None
 
     # ---- offsets -------------------------------------------------------------------------
     async def stored_offsets(self) -> dict[TopicPartition, int]:
@@ -524,12 +477,10 @@ class ProjectionRunner:
         if self._passed_over:
             prepared = (good, dead, {**self._passed_over, **offsets})
             self._passed_over = {}
-        # In a replay, dedup is decided once, in memory, before the transaction (and its retries).
-        in_memory = None if self._recent is None else self._recent.fresh(prepared[0], prepared[2])
         started = asyncio.get_running_loop().time()
         for attempt in range(1, RETRIES + 1):
             try:
-                applied, dead = await self._commit_once(prepared, dead_letter, in_memory, settle)
+                fresh, dead = await self._commit_once(prepared, dead_letter, settle)
                 break
             except Exception as exc:
                 if not is_transient(exc) or attempt == RETRIES:
@@ -539,7 +490,9 @@ class ProjectionRunner:
                 log.warning("projection.retry", projection=self.projection.name, attempt=attempt, error=repr(exc),
                             retry_in_s=delay)
                 await asyncio.sleep(delay)
+        self.recent.extend(fresh, prepared[2])  # only now: a transaction rolled back leaves the windows as stored
         self.stored.update(prepared[2])
+        applied = len(fresh)
         self.applied += applied
         if settle:
             self._unsettled, self._settled_at = False, asyncio.get_running_loop().time()
@@ -551,21 +504,19 @@ class ProjectionRunner:
             log.warning("projection.dead_letter", projection=self.projection.name, topic=record.topic,
                         partition=record.partition, offset=record.offset, reason=reason)
 
-    async def _commit_once(self, prepared: Prepared, dead_letter: bool,
-                           in_memory: tuple[list[tuple[Any, Envelope]], list[tuple[Any, Envelope]]] | None,
-                           settle: bool = False) -> tuple[int, list[tuple[Any, str]]]:
+    async def _commit_once(self, prepared: Prepared, dead_letter: bool, settle: bool = False
+                           ) -> tuple[Good, list[tuple[Any, str]]]:
         good, dead, offsets = prepared
+        replay = self._replay_ends is not None
         async with self.pool.acquire() as conn, conn.transaction():
             # A read model is rebuildable and its offsets commit with its rows: losing the last
             # transactions in a database crash only means consuming them again.
-            if in_memory is not None:
+            if replay:
                 await conn.execute("set local synchronous_commit = off")
-                fresh, kept = in_memory
-                if kept:
-                    await self._remember(conn, kept, conflicts=False)
             else:
                 good, dead = await self._live_checks(conn, good, dead, offsets)
-                fresh = await self._remember(conn, good, conflicts=True)
+            fresh = self.recent.fresh(good)
+            await recent.store(conn, self.recent.rows(self.projection.name, fresh, offsets, self._replay_ends))
             dead = list(dead)
             if fresh:
                 try:
@@ -585,17 +536,11 @@ class ProjectionRunner:
                 self.projection.name, [tp.topic for tp in offsets], [tp.partition for tp in offsets],
                 list(offsets.values()),
             )
-            if in_memory is None:  # one range of the primary key per partition (a join over the
-                # partitions was planned as a scan of the whole table: 20-600 ms a batch at county size)
-                await conn.executemany(
-                    """delete from projection_dedup where projection = $1 and topic = $2 and partition = $3
-                       and event_offset < $4""",
-                    [(self.projection.name, tp.topic, tp.partition, o - self.projection.dedup_window)
-                     for tp, o in offsets.items()],
-                )
+            if not replay:
+                await recent.trim(conn, self.projection.name, offsets, self.recent.size)
             if dead and dead_letter:
                 await self._dead_letter(dead)  # before the commit: a crash re-sends, never loses
-        return len(fresh), dead
+        return fresh, dead
 
     async def _apply_one_by_one(self, conn: asyncpg.Connection, fresh: list[tuple[Any, Envelope]]
                                 ) -> list[tuple[Any, str]]:
@@ -627,6 +572,10 @@ class ProjectionRunner:
                where o.projection = $1 for update of o""",
             self.projection.name, [tp.topic for tp in offsets], [tp.partition for tp in offsets])
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        stale = {tp: stored.get((tp.topic, tp.partition), 0) for tp in offsets}
+        stale = {tp: o for tp, o in stale.items() if not self.recent.current(tp, generation, o)}
+        if stale:  # another reader wrote these partitions since (or never read here): under their row locks
+            await self.recent.load(conn, self.projection.name, generation, stale)
         if not any(stored.get((tp.topic, tp.partition), 0) > 0 for tp in offsets):
             return good, dead
 
@@ -636,26 +585,6 @@ class ProjectionRunner:
         kept_good, kept_dead = [g for g in good if new(g[0])], [d for d in dead if new(d[0])]
         self.discarded += len(good) + len(dead) - len(kept_good) - len(kept_dead)
         return kept_good, kept_dead
-
-    async def _remember(self, conn: asyncpg.Connection, good: list[tuple[ConsumerRecord[Any, Any], Envelope]], *,
-                        conflicts: bool) -> list[tuple[ConsumerRecord[Any, Any], Envelope]]:
-        """Write the ids to ``projection_dedup``; with ``conflicts``, return only those not there yet."""
-        if not good:
-            return []
-        if not conflicts:  # a replay: COPY, cheaper per row than arrays through unnest
-            name = self.projection.name
-            await conn.copy_records_to_table(
-                "projection_dedup", columns=DEDUP_COLUMNS,
-                records=[(name, r.topic, r.partition, r.offset, env.source, env.id) for r, env in good])
-            return good
-        columns = (self.projection.name, [r.topic for r, _ in good], [r.partition for r, _ in good],
-                   [r.offset for r, _ in good], [env.source for _, env in good], [env.id for _, env in good])
-        sql = """insert into projection_dedup (projection, topic, partition, event_offset, source, event_id)
-                 select $1, t, p, o, s, e from unnest($2::text[], $3::int[], $4::bigint[], $5::text[], $6::uuid[])
-                 as u(t, p, o, s, e)"""
-        new = await conn.fetch(sql + " on conflict do nothing returning topic, partition, event_offset", *columns)
-        inserted = {(r["topic"], r["partition"], r["event_offset"]) for r in new}
-        return [(r, env) for r, env in good if (r.topic, r.partition, r.offset) in inserted]
 
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord[Any, Any], str]]) -> None:
         if self.dead_letter_producer is None:
@@ -684,6 +613,7 @@ class ProjectionRunner:
 
         class SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
+                runner.recent.forget(revoked)  # read again from the store if it comes back
                 for tp in revoked:
                     runner.positions.pop(tp, None)
                     runner._passed_over.pop(tp, None)  # whoever gets it next passes them over again
@@ -797,9 +727,10 @@ class ProjectionRunner:
             end = await consumer.end_offsets(tps)
             if stop_at is not None:
                 end = {tp: min(offset, stop_at.get(tp, 0)) for tp, offset in end.items()}
-            if fresh:
-                self._recent = RecentIds(self.projection.dedup_window, end)
             await self.seek_to_stored(consumer, tps)
+            if fresh:
+                self._replay_ends = end
+                self.recent.start(tps, self.generation)
             remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
             while True:
                 while remaining:
@@ -819,7 +750,7 @@ class ProjectionRunner:
                     await self.seek_to_stored(consumer, tps)
                     remaining = {tp for tp in tps if self.positions[tp] < end[tp]}
         finally:
-            self._recent = None
+            self._replay_ends = None
             await consumer.stop()
             await self.close()
         return self.applied - start_applied

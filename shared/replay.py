@@ -30,7 +30,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.kafka import consumer_config
 from shared.projection import (
-    DEDUP_CONSTRAINTS,
     LOCK_CLASS,
     Projection,
     ProjectionRunner,
@@ -113,7 +112,7 @@ async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings
 
     With ``workers`` > 1 and a partition-local projection, the partitions are shared out: this
     process replays the first share while worker processes replay the others. The secondary
-    indexes of the projection's tables and the dedup table's constraints are built at the end."""
+    indexes of the projection's tables are built at the end."""
     schema = into or scratch_name(projection, "" if until is None else "_as_of")
     async with pool.acquire() as conn:
         refuse_live(schema, projection, live=await conn.fetchval("select current_schema()"))
@@ -122,8 +121,6 @@ async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings
     try:
         async with scratch.acquire() as conn:
             await migrate(conn, projection)
-            await conn.execute("alter table projection_dedup " + ", ".join(
-                f"drop constraint {c.split()[0]}" for c in DEDUP_CONSTRAINTS))
             deferred = await defer_indexes(conn, projection, schema)
         if stop_at is not None:  # as another reader stood: one process reads every partition to its offset
             events = await ProjectionRunner(scratch, projection, settings).catch_up(fresh=True, stop_at=stop_at)
@@ -133,8 +130,6 @@ async def rebuild(pool: asyncpg.Pool, projection: Projection, settings: Settings
             await conn.execute("set maintenance_work_mem = '256MB'")
             for definition in deferred:
                 await conn.execute(definition)
-            await conn.execute("alter table projection_dedup " + ", ".join(
-                f"add constraint {c}" for c in DEDUP_CONSTRAINTS))
             rows, digests, total, offsets = await describe(conn, projection, schema, digest=digest)
     finally:
         await scratch.close()
@@ -207,7 +202,7 @@ async def swap(pool: asyncpg.Pool, projection: Projection, scratch: str | None =
     async with pool.acquire() as conn:
         live = await conn.fetchval("select current_schema()")
         refuse_live(schema, projection, live=live)
-        missing = [t for t in (*projection.tables, "projection_offsets", "projection_dedup")
+        missing = [t for t in (*projection.tables, "projection_offsets", "projection_recent")
                    if await conn.fetchval("select to_regclass($1)", f'"{schema}"."{t}"') is None]
         if missing:
             raise LiveTablesRefused(f"nothing to swap: {schema} lacks {', '.join(missing)} (run rebuild first)")
@@ -224,7 +219,7 @@ async def swap(pool: asyncpg.Pool, projection: Projection, scratch: str | None =
                 if await conn.fetchval("select to_regclass($1)", f'"{hold}"."{table}"') is not None:
                     await conn.execute(f'alter table "{hold}"."{table}" set schema "{schema}"')
             lit = _literal(name)
-            for table in ("projection_offsets", "projection_dedup"):  # exchanged along with the tables
+            for table in ("projection_offsets", "projection_recent"):  # exchanged along with the tables
                 await conn.execute(
                     f'create temporary table swap_held on commit drop as '
                     f'select * from "{live}"."{table}" where projection = {lit}; '
