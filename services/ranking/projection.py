@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from services.ranking import leaderboard, recompute
+from services.ranking import county, leaderboard, recompute
 from services.ranking.emit import Emitter, Trigger
 from services.ranking.tables import READ_MODEL, TABLES
 from shared.envelope import Envelope
@@ -86,7 +86,7 @@ class RankingProjection(Projection):
                 await _awards(conn, awards)
                 awards = []
             if registered:  # before a later change of the same subjects
-                await _registered(conn, list(registered.values()))
+                roster_changed |= await _registered(conn, list(registered.values()))
                 registered = {}
             if isinstance(ev, MonthCertified):
                 if await _certified(conn, env, ev):
@@ -109,7 +109,7 @@ class RankingProjection(Projection):
         if awards:
             await _awards(conn, awards)
         if registered:
-            await _registered(conn, list(registered.values()))
+            roster_changed |= await _registered(conn, list(registered.values()))
         if items:
             await _items(conn, items)
         for community in roster_changed:  # a roster change reaches every certified month of the community
@@ -134,7 +134,7 @@ class RankingProjection(Projection):
         if not pending:
             return
         started = time.perf_counter()
-        changed = await recompute.run_county(conn, {r["month"] for r in pending})
+        changed = await county.run(conn, {r["month"] for r in pending})
         last = max(pending, key=lambda r: (r["trigger_time"], str(r["trigger_id"])))
         await self._said(conn, changed, Trigger(last["trigger_id"], last["trigger_time"], last["correlation_id"]),
                          started, months={COUNTY: sorted(r["month"] for r in pending)})
@@ -168,8 +168,13 @@ async def _certified(conn: asyncpg.Connection, env: Envelope, ev: MonthCertified
     return bool(inserted)
 
 
-async def _registered(conn: asyncpg.Connection, subjects: list[SubjectRegistered]) -> None:
-    """Upsert registrations (one per subject: the statement may not touch a row twice)."""
+async def _registered(conn: asyncpg.Connection, subjects: list[SubjectRegistered]) -> set[str]:
+    """Upsert registrations (one per subject: the statement may not touch a row twice). Returns the
+    communities the subjects were registered in before, where another: their rankings lose them."""
+    left = await conn.fetch(
+        """select distinct s.community_id from rk_subjects s join unnest($1::text[], $2::text[]) as u(subject_id, now)
+           using (subject_id) where s.community_id <> u.now""",
+        [e.subject_id for e in subjects], [e.community_id for e in subjects])
     await conn.execute(
         """insert into rk_subjects select s, c, k, n, array(select jsonb_array_elements_text(cats::jsonb)), g, r, null
            from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[])
@@ -180,6 +185,7 @@ async def _registered(conn: asyncpg.Connection, subjects: list[SubjectRegistered
         [e.subject_id for e in subjects], [e.community_id for e in subjects], [e.kind for e in subjects],
         [e.name for e in subjects], [json.dumps(e.categories) for e in subjects], [e.gender for e in subjects],
         [e.registered_on for e in subjects])
+    return {r["community_id"] for r in left}
 
 
 async def _items(conn: asyncpg.Connection, items: list[DeclarationSubmitted | DeductionRecorded]) -> None:

@@ -4,7 +4,9 @@ The rules are the pure domain's (``domain/ranking.py``, ``consequences.py``, ``t
 rankings themselves are computed where the rows are: ``RANK`` is ``domain.ranking.rank`` and
 ``domain.ranking.digest`` in SQL (a property test holds them equal), so a county of 200,000
 subjects never travels to Python. A ranking is stored as one row of lists (``rk_ranking_lists``),
-rewritten only when its digest changed: a county ranking whose every rank moved costs one row.
+rewritten only when its digest changed: a county ranking whose every rank moved costs one row. The
+county's rankings, put off until the projection settles, are merged from the communities' (``county.py``),
+with ``RANK`` the fallback.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import asyncpg
 from services.ranking.domain import periods
 from services.ranking.domain.consequences import CADRE, PARTY_MEMBER, Rankings, consequences
 from services.ranking.domain.periods import Period
-from services.ranking.domain.ranking import JOINED_MID_PERIOD, MOVED_OUT_MID_PERIOD, Entry, Member, rank
+from services.ranking.domain.ranking import (
+    JOINED_MID_PERIOD,
+    MOVED_OUT_MID_PERIOD,
+    Entry,
+    Member,
+    rank,
+)
 from services.ranking.domain.talks import NOMINEES, TALK_BOTTOM, TALK_TOP, nominees, talks_due
 from services.ranking.settings import ranking_rules
 from services.ranking.tables import ENTRIES, month_sums
@@ -185,11 +193,17 @@ async def rank_touched(conn: asyncpg.Connection, touched_scopes: dict[str, set[P
                        sorted({m for _, _, pairs in targets for _, m in pairs}), bits)
     ranked_at = time.perf_counter()
     await conn.execute("reset enable_nestloop; reset work_mem; reset enable_sort")
+    ranked = await write_next(conn)
+    log.info("ranking.ranked", scopes=len(touched_scopes), targets=len(targets), rank_s=round(ranked_at - started, 3),
+             write_s=round(time.perf_counter() - ranked_at, 3))
+    return ranked
+
+
+async def write_next(conn: asyncpg.Connection) -> list[Ranked]:
+    """WRITE what the rankings in ``rk_next`` (RANK's or the county's merge) changed; those rankings."""
     await conn.execute(WRITE)
     rows = await conn.fetch("select scope, category, period, digest, ranked, not_ranked, months from rk_next")
     await conn.execute("drop table rk_next, rk_gone")
-    log.info("ranking.ranked", scopes=len(touched_scopes), targets=len(targets), rank_s=round(ranked_at - started, 3),
-             write_s=round(time.perf_counter() - ranked_at, 3))
     return [Ranked(r["scope"], r["category"], r["period"], r["digest"], r["ranked"], r["not_ranked"],
                    tuple(r["months"])) for r in rows]
 
@@ -225,7 +239,7 @@ async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]], county: bool
               rescored: set[tuple[str, str]] | None = None) -> Changed:
     """Recompute the dirty months of each community: their scores (those ``rescored``, by default all
     of them: certified or corrected since), rankings (and the county's, unless ``county`` is False:
-    ``run_county`` later), talks, nominations and consequences."""
+    ``county.run`` later), talks, nominations and consequences."""
     await score_months(conn, {(c, m) for c, ms in dirty.items() for m in ms} if rescored is None else rescored)
     await analyze_stale(conn)
     certified = await certified_months(conn)
@@ -235,13 +249,6 @@ async def run(conn: asyncpg.Connection, dirty: dict[str, set[str]], county: bool
         await talks_and_nominations(conn, community, sorted(dirty[community]))
         changed.consequences[community] = await consequences_of(conn, community, certified.get(community, set()))
     return changed
-
-
-async def run_county(conn: asyncpg.Connection, months: set[str]) -> Changed:
-    """Recompute the county's rankings of these months (their month, quarter and year)."""
-    touched = {COUNTY: {p for m in months for p in periods.containing(m)}}
-    await analyze_stale(conn)
-    return Changed(await rank_touched(conn, touched, await certified_months(conn)), {})
 
 
 async def entries_of(conn: asyncpg.Connection, scope: str, categories: list[str], period_codes: list[str],
@@ -299,6 +306,8 @@ async def consequences_of(conn: asyncpg.Connection, community: str, certified: s
     now: Rankings = await entries_of(conn, community, [PARTY_MEMBER, CADRE], wanted)
     result = consequences(now, closed, year, ranking_rules())
     await conn.execute("delete from rk_consequences where community_id = $1", community)
-    await conn.executemany("insert into rk_consequences values ($1, $2, $3, $4)",
+    # a subject re-registered here from a community not recomputed yet (or at all) takes its row along
+    await conn.executemany("""insert into rk_consequences values ($1, $2, $3, $4) on conflict (subject_id, consequence)
+                              do update set community_id = excluded.community_id, basis = excluded.basis""",
                            [(community, s, c, b) for (s, c), b in sorted(result.items())])
     return result

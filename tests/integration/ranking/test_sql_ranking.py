@@ -10,7 +10,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.ranking import recompute
+from services.ranking import county, recompute
 from services.ranking.domain import periods
 from services.ranking.domain.ranking import Entry, Member, digest, rank
 from services.ranking.projection import RankingProjection
@@ -130,3 +130,81 @@ async def test_given_an_installation_from_before_month_scores_when_migrated_then
         assert [tuple(r) for r in scores] == [("c-01", MONTH, "a", CATS[0], 3), ("c-01", MONTH, "b", CATS[0], 1),
                                              ("c-01", MONTH, "c", CATS[1], 2)]
         assert await conn.fetch("select * from rk_ranking_digests order by 1, 2, 3") == before
+
+
+COMMUNITIES = ("c-01", "c-02", "c-03")
+county_roster = st.dictionaries(
+    st.sampled_from(IDS),
+    st.tuples(st.sampled_from(COMMUNITIES), st.lists(st.sampled_from(CATS), min_size=1, max_size=2, unique=True),
+              st.sampled_from(DAYS), st.none() | st.sampled_from(DAYS)),
+    min_size=1)
+# (subject, category, the community it earned them in: its own, or one it lived in before)
+county_points = st.dictionaries(st.tuples(st.sampled_from(IDS), st.sampled_from(CATS), st.sampled_from(COMMUNITIES)),
+                                st.lists(st.integers(-3, 3), min_size=1, max_size=3))
+certified_pairs = st.sets(st.tuples(st.sampled_from(COMMUNITIES), st.sampled_from(("2026-04", MONTH))), min_size=1)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(roster=county_roster, awards=county_points, certified=certified_pairs,
+       moves=st.dictionaries(st.sampled_from(IDS), st.sampled_from(COMMUNITIES), max_size=3))
+async def test_property_the_county_merged_from_community_rankings_is_the_domain_one(
+        pool: asyncpg.Pool, roster: dict[str, tuple[str, list[str], dt.date, dt.date | None]],
+        awards: dict[tuple[str, str, str], list[int]], certified: set[tuple[str, str]],
+        moves: dict[str, str]) -> None:
+    async with pool.acquire() as conn:
+        undo = conn.transaction()
+        await undo.start()
+        try:
+            await check_county(conn, roster, awards, certified, moves)
+        finally:
+            await undo.rollback()
+
+
+async def check_county(conn: asyncpg.Connection, roster: dict[str, tuple[str, list[str], dt.date, dt.date | None]],
+                       awards: dict[tuple[str, str, str], list[int]], certified: set[tuple[str, str]],
+                       moves: dict[str, str]) -> None:
+    # given: communities ranked (some with no certified month), points earned in other communities than the
+    # subject's own, and subjects re-registered elsewhere after their old community was last ranked
+    await projections.migrate(conn, RankingProjection())
+    await conn.executemany("insert into rk_subjects values ($1, $2, 'person', $1, $3, null, $4, $5)",
+                           [(s, c, cats, joined, out) for s, (c, cats, joined, out) in roster.items()])
+    months = sorted({m for _, m in certified})
+    await conn.executemany("insert into rk_awards values ($1, $2, $3, $4, $5, 'd', 'R', $6)",
+                           [(f"{s}-{cat}-{c}-{m}-{i}", c, m, s, cat, p) for (s, cat, c), ps in awards.items()
+                            for m in months for i, p in enumerate(ps)])
+    await conn.executemany("insert into rk_months values ($1, $2, 0, 0, '', true, now(), '{}', '{}', $3)",
+                           [(c, m, uuid.uuid4()) for c, m in sorted(certified)])
+    dirty = {c: {m for cc, m in certified if cc == c} for c, _ in certified}
+    await recompute.run(conn, dirty, county=False)
+    moved = {s: c for s, c in moves.items() if s in roster}
+    for s, c in moved.items():
+        await conn.execute("update rk_subjects set community_id = $2 where subject_id = $1", s, c)
+    if now := {c: dirty[c] for c in moved.values() if c in dirty}:
+        await recompute.run(conn, now, county=False)  # the new community ranked again, the old one not
+
+    # when: the county is ranked from the community rankings
+    touched = {p for m in months for p in periods.containing(m)}
+    merged = await county.merge(conn, touched, await recompute.certified_months(conn))
+
+    # then: it was merged (not the fallback), and every county ranking reads as the domain ranks it
+    assert merged is not None
+    community = {s: moved.get(s, c) for s, (c, *_) in roster.items()}
+    for period in touched:
+        for cat in CATS:
+            members = [Member(s, community[s], joined, out) for s, (_, cats, joined, out) in sorted(roster.items())
+                       if cat in cats]
+            scores: dict[str, int] = {}
+            for (s, c, earned_in), ps in awards.items():
+                if c == cat:
+                    times = sum((earned_in, m) in certified for m in period.months if m in months)
+                    scores[s] = scores.get(s, 0) + sum(ps) * times
+            expected = rank(members, scores, period)
+            got = await conn.fetch(
+                f"""select e.subject_id, e.score, e.rank, e.from_bottom, e.not_ranked
+                    from rk_ranking_lists l cross join lateral {ENTRIES}
+                    where scope = $1 and category = $2 and period = $3 order by e.position""",
+                COUNTY, cat, period.code)
+            assert tuple(Entry(*r) for r in got) == expected
+            head = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and "
+                                       "category = $2 and period = $3", COUNTY, cat, period.code)
+            assert head == (digest(expected) if expected else None)
