@@ -58,10 +58,14 @@ create table if not exists rk_ranking_lists (
     scores bigint[] not null, ranks integer[] not null, from_bottoms integer[] not null, not_rankeds text[] not null,
     primary key (scope, category, period)
 );
--- read by key only: no statistics over millions of list elements (an ANALYZE would detoast every list)
+-- read by key only: no statistics over millions of list elements (an ANALYZE would detoast every list);
+-- stored as they come: the county's lists arrive uncompressed (services/ranking/county.py), the others
+-- compressed (RANK's temporary table)
 alter table rk_ranking_lists alter column subject_ids set statistics 0, alter column scores set statistics 0,
     alter column ranks set statistics 0, alter column from_bottoms set statistics 0,
-    alter column not_rankeds set statistics 0;
+    alter column not_rankeds set statistics 0, alter column subject_ids set storage external,
+    alter column scores set storage external, alter column ranks set storage external,
+    alter column from_bottoms set storage external, alter column not_rankeds set storage external;
 create table if not exists rk_ranking_digests (
     scope text not null, category text not null, period text not null, digest text not null,
     ranked integer not null, not_ranked integer not null, months text[] not null,
