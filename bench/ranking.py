@@ -93,6 +93,11 @@ two runs:
   heavily are 46,188 entries, each with its name, in 21 RankingChanged events.
   leaderboard (community / county), each client every 50 ms: p99 6.48 / 18.49 ms and 12.75 / 15.13 ms
   (bare server 7.41 / 13.07 and 9.02 / 22.77 ms).
+Two more runs as the machine slowed (the same baseline 4.70-5.15 s): 12.45 s (2.4x; with
+log_min_duration_statement) and, with the county's lists stored uncompressed, 11.41 s (2.4x; county
+2.7 s). Burst of nine: 78.42 s (2.5x). Leaderboard, each client every 50 ms: p99 7.70 / 10.01 ms (bare
+10.84 / 8.44 ms). The aim (10 s): met in the run whose baseline took 3.10 s, missed in the three whose
+baselines took 4.41-5.15 s.
 """
 
 from __future__ import annotations
