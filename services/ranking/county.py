@@ -91,7 +91,7 @@ Fixed = dict[tuple[str, str], list[tuple[str, int, str | None]]]  # (category, p
 
 
 async def merge(conn: asyncpg.Connection, touched: set[Period], certified: dict[str, set[str]]
-                       ) -> list[Ranked] | None:
+                ) -> list[Ranked] | None:
     """The county's rankings of the touched periods merged from the community rankings, written as
     ``rank_touched`` writes them; None (nothing written) when a community list does not add up."""
     targets: CountyTargets = []
