@@ -74,16 +74,21 @@ async def check(conn: asyncpg.Connection, roster: dict[str, tuple[str, list[str]
                            if cat in cats and scope in (c, COUNTY)]
                 scores = {s: sum(ps) * sum(m in period.months for m in months)
                           for (s, c), ps in awards.items() if c == cat}
-                expected = rank(members, scores, period)
-                got = await conn.fetch(
-                    f"""select e.subject_id, e.score, e.rank, e.from_bottom, e.not_ranked
-                        from rk_ranking_lists l cross join lateral {ENTRIES}
-                        where scope = $1 and category = $2 and period = $3 order by e.position""",
-                    scope, cat, period.code)
-                assert tuple(Entry(*r) for r in got) == expected
-                head = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and "
-                                           "category = $2 and period = $3", scope, cat, period.code)
-                assert head == (digest(expected) if expected else None)
+                await stored_as(conn, scope, cat, period, rank(members, scores, period))
+
+
+async def stored_as(conn: asyncpg.Connection, scope: str, cat: str, period: periods.Period,
+                    expected: tuple[Entry, ...]) -> None:
+    """The stored ranking reads as ``expected``, in order, with the domain's digest."""
+    got = await conn.fetch(
+        f"""select e.subject_id, e.score, e.rank, e.from_bottom, e.not_ranked
+            from rk_ranking_lists l cross join lateral {ENTRIES}
+            where scope = $1 and category = $2 and period = $3 order by e.position""",
+        scope, cat, period.code)
+    assert tuple(Entry(*r) for r in got) == expected
+    head = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and "
+                               "category = $2 and period = $3", scope, cat, period.code)
+    assert head == (digest(expected) if expected else None)
 
 
 async def test_given_a_category_left_by_everyone_when_recomputed_then_its_ranking_is_gone(
@@ -198,13 +203,4 @@ async def check_county(conn: asyncpg.Connection, roster: dict[str, tuple[str, li
                 if c == cat:
                     times = sum((earned_in, m) in certified for m in period.months if m in months)
                     scores[s] = scores.get(s, 0) + sum(ps) * times
-            expected = rank(members, scores, period)
-            got = await conn.fetch(
-                f"""select e.subject_id, e.score, e.rank, e.from_bottom, e.not_ranked
-                    from rk_ranking_lists l cross join lateral {ENTRIES}
-                    where scope = $1 and category = $2 and period = $3 order by e.position""",
-                COUNTY, cat, period.code)
-            assert tuple(Entry(*r) for r in got) == expected
-            head = await conn.fetchval("select digest from rk_ranking_digests where scope = $1 and "
-                                       "category = $2 and period = $3", COUNTY, cat, period.code)
-            assert head == (digest(expected) if expected else None)
+            await stored_as(conn, COUNTY, cat, period, rank(members, scores, period))
