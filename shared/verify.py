@@ -27,7 +27,7 @@ import argparse
 import asyncio
 import hashlib
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -155,7 +155,32 @@ async def read_topic(settings: Settings, topic: str, sources: Collection[str] | 
     the county's declarations service and each community site); records from before the chain with a
     relative source (``/hezhang/<service>``) are kept too, to be matched with the store's legacy rows.
     The others are counted per source in ``others``."""
-    wanted = None if sources is None else {x.encode() for x in sources}
+    read, count = await read_chains(settings, topic, {"": sources})
+    if others is not None:
+        others.update(read[""].others)
+    return read[""].links, read[""].unchained, count
+
+
+@dataclass(slots=True)
+class ChainRecords:
+    """What one read of a topic found for one chain."""
+
+    links: list[Link] = field(default_factory=list)
+    unchained: list[tuple[str, str, str]] = field(default_factory=list)  # (event id, hash, where)
+    others: dict[str, int] = field(default_factory=dict)  # records of other sources, by source
+
+
+async def read_chains(settings: Settings, topic: str, chains: Mapping[str, Collection[str] | None]
+                      ) -> tuple[dict[str, ChainRecords], int]:
+    """Several chains sharing ``topic`` (name -> its sources; None: every record) in one read of it, as
+    ``read_topic`` reads one; and the number of records read."""
+    out = {name: ChainRecords() for name in chains}
+    every = [out[name] for name, sources in chains.items() if sources is None]
+    by_source: dict[bytes, list[ChainRecords]] = {}
+    for name, sources in chains.items():
+        for one in sources or ():
+            by_source.setdefault(one.encode(), []).append(out[name])
+    seen: dict[bytes, int] = {}
     consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
     try:
         await consumer.start()
@@ -168,8 +193,6 @@ async def read_topic(settings: Settings, topic: str, sources: Collection[str] | 
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         todo = {tp for tp in tps if ends[tp] > 0}
-        links: list[Link] = []
-        unchained: list[tuple[str, str, str]] = []
         count = 0
         while todo:
             batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=10_000)
@@ -178,26 +201,33 @@ async def read_topic(settings: Settings, topic: str, sources: Collection[str] | 
                     if r.offset >= ends[tp]:
                         break
                     count += 1
-                    if wanted is not None:
-                        source = next((v for k, v in r.headers if k == "ce_source"), b"")
-                        if source not in wanted and not source.startswith(b"/hezhang/"):
-                            if others is not None:
-                                name = source.decode(errors="replace")
-                                others[name] = others.get(name, 0) + 1
-                            continue
+                    source = next((v for k, v in r.headers if k == "ce_source"), b"")
+                    seen[source] = seen.get(source, 0) + 1
+                    targets = list(out.values()) if source.startswith(b"/hezhang/") else \
+                        every + by_source.get(source, [])
+                    if not targets:
+                        continue
                     link = topic_link(r.headers, r.value, tp.partition, r.offset)
-                    if link is not None:
-                        links.append(link)
-                    else:
+                    if link is None:
                         h = dict(r.headers)
-                        unchained.append((h.get("ce_id", b"").decode(errors="replace"),
-                                          h.get("ce_hash", b"").decode(errors="replace"),
-                                          f"topic partition {tp.partition} offset {r.offset}"))
+                        unchained = (h.get("ce_id", b"").decode(errors="replace"),
+                                     h.get("ce_hash", b"").decode(errors="replace"),
+                                     f"topic partition {tp.partition} offset {r.offset}")
+                    for target in targets:
+                        if link is not None:
+                            target.links.append(link)
+                        else:
+                            target.unchained.append(unchained)
                 if records and records[-1].offset >= ends[tp] - 1:
                     todo.discard(tp)
-        return links, unchained, count
     finally:
         await consumer.stop()
+    for name, sources in chains.items():
+        if sources is not None:
+            mine = {x.encode() for x in sources}
+            out[name].others = {s.decode(errors="replace"): n for s, n in seen.items()
+                                if s not in mine and not s.startswith(b"/hezhang/")}
+    return out, count
 
 
 def compare(store: list[Link], topic: list[Link], *, legacy_store: dict[str, str] | None = None,
@@ -308,24 +338,38 @@ def _diff(expected: Link, got: Link) -> str:
 async def verify(settings: Settings, topic: str, sources: Collection[str] | None = None) -> Report:
     """One chain: the store of ``settings.database_url`` against the records of ``sources`` on ``topic``
     (default: the sources the store's rows carry; every record when the store has none)."""
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        store, legacy = await read_store(conn, topic)
-        if sources is None:
-            found = await conn.fetch("select distinct source from events where topic = $1 and source is not null",
-                                     topic)
-            sources = sorted(r["source"] for r in found) or None
-    finally:
-        await conn.close()
+    return (await verify_all(settings, topic, {"": (settings.database_url, sources)}))[""]
+
+
+async def verify_all(settings: Settings, topic: str, chains: Mapping[str, tuple[str, Collection[str] | None]]
+                     ) -> dict[str, Report]:
+    """Several chains sharing ``topic`` (a county's sites on the declarations topic) in one read of it:
+    name -> (its store's database URL, its sources or None as in ``verify``)."""
+    stores: dict[str, tuple[list[Link], dict[str, str]]] = {}
+    wanted: dict[str, Collection[str] | None] = {}
+    for name, (dsn, sources) in chains.items():
+        conn = await asyncpg.connect(dsn)
+        try:
+            stores[name] = await read_store(conn, topic)
+            if sources is None:
+                found = await conn.fetch("select distinct source from events where topic = $1 "
+                                         "and source is not null", topic)
+                sources = sorted(r["source"] for r in found) or None
+        finally:
+            await conn.close()
+        wanted[name] = sources
     began = time.perf_counter()
-    others: dict[str, int] = {}
-    links, unchained, count = await read_topic(settings, topic, sources, others)
-    report = compare(store, links, legacy_store=legacy, unchained=unchained)
-    report.topic_records = count - sum(others.values())
-    report.sources = sorted(sources or ())
-    report.other_sources = others
-    report.topic_seconds = time.perf_counter() - began
-    return report
+    read, count = await read_chains(settings, topic, wanted)
+    seconds = time.perf_counter() - began
+    reports = {}
+    for name, found in read.items():
+        store, legacy = stores[name]
+        report = reports[name] = compare(store, found.links, legacy_store=legacy, unchained=found.unchained)
+        report.topic_records = count - sum(found.others.values())
+        report.sources = sorted(wanted[name] or ())
+        report.other_sources = found.others
+        report.topic_seconds = seconds
+    return reports
 
 
 def render(report: Report) -> str:

@@ -12,7 +12,7 @@ from shared.events.ranking import COUNTY, RankingChanged
 from shared.events.review import MonthCertified
 from shared.settings import Settings
 from shared.topics import DECLARATIONS, RANKING, REVIEW
-from shared.verify import verify
+from shared.verify import verify_all
 
 if TYPE_CHECKING:
     from deploy.simulate.county import County
@@ -36,14 +36,11 @@ async def rankings(settings: Settings, review_from: dict[int, int], ranking_from
 
 
 async def chains(county: County) -> dict[str, Any]:
-    """Each site's hash chain, its store against its records on the declarations topic."""
-    out = {}
-    topic = DECLARATIONS.name(county.settings)
-    for site in county.sites:
-        report = await verify(county.settings.model_copy(update={"database_url": county.site_procs[site.name].dsn}),
-                              topic, [site_source(site.name, county.settings)])
-        out[site.name] = {"ok": report.ok, "events": report.store_events, "problems": len(report.problems)}
-    return out
+    """Each site's hash chain, its store against its records on the declarations topic (one read of it)."""
+    reports = await verify_all(county.settings, DECLARATIONS.name(county.settings), {
+        site.name: (county.site_procs[site.name].dsn, [site_source(site.name, county.settings)])
+        for site in county.sites})
+    return {name: {"ok": r.ok, "events": r.store_events, "problems": len(r.problems)} for name, r in reports.items()}
 
 
 def figures(result: Result) -> dict[str, Any]:

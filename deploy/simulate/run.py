@@ -28,7 +28,7 @@ from deploy.simulate.watch import Watch, cpu_between, cpu_seconds, end_offsets
 from deploy.testing import StackHandle
 from shared.topics import RANKING, REVIEW
 
-PHASES = ("start", "roster", "intake", "verification", "certification", "rankings", "redemptions")
+PHASES = ("start", "roster", "intake", "verification", "certification", "rankings", "redemptions", "chains")
 PATIENCE_S = 7200  # how long a phase may wait for the county to catch up before the run fails
 
 
@@ -160,8 +160,10 @@ async def simulate(handle: StackHandle, result: Result, logs: Path, *, partition
             await watch.settled(outboxes=["exchange"], patience_s=PATIENCE_S)
 
         await phase("redemptions", shopping())
-        if verify_chains:
-            result.figures["chains"] = await chains(county)
+        if verify_chains:  # every site's chain against the declarations topic, read once for all of them
+            result.phase("chains").total = len(county.sites)
+            result.figures["chains"] = (await phase("chains", chains(county)))[0]
+            result.phase("chains").tally.done = len(result.figures["chains"])
     finally:
         stop.set()
         for task in background:

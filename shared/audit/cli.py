@@ -176,11 +176,14 @@ def verify_cmd(service: Annotated[list[str] | None, typer.Option(help="要校验
         if name not in BY_SERVICE:
             fail(f"没有名为 {name} 的服务（可选：{'、'.join(SERVICES)}）")
     s = settings()
-    reports = {}
-    for name, dsn, sources in chains(service, s):
-        with reading(f"校验 {name} 的哈希链", as_json):
-            reports[name] = run(chain.verify(s.model_copy(update={"database_url": dsn}),
-                                             BY_SERVICE[name.partition("/")[0]].name(s), sources))
+    reports: dict[str, chain.Report] = {}
+    by_topic: dict[str, dict[str, tuple[str, list[str] | None]]] = {}
+    for name, dsn, sources in chains(service, s):  # the chains sharing a topic (the sites') in one read of it
+        by_topic.setdefault(name.partition("/")[0], {})[name] = (dsn, sources)
+    for topic_of, found in by_topic.items():
+        label = next(iter(found)) if len(found) == 1 else f"{topic_of} 主题上的 {len(found)} 条链"
+        with reading(f"校验 {label} 的哈希链", as_json):
+            reports |= run(chain.verify_all(s, BY_SERVICE[topic_of].name(s), found))
     unverified = unverified_sources(reports) if not service_given else {}
     log = load(("review",), as_json)
     checks = months.check_months(log)

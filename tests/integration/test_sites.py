@@ -32,7 +32,7 @@ from shared.projection import partitions_of
 from shared.settings import Settings
 from shared.sites import Site
 from shared.topics import DEAD_LETTER, DECLARATIONS
-from shared.verify import verify
+from shared.verify import verify, verify_all
 from tests.integration.declarations.harness import ADMIN, NOW, SUBJECTS, _renamed, register_roster, tok
 from tests.support.services import running_relay, running_service, running_site
 from tests.support.settings import create_database
@@ -210,6 +210,12 @@ async def test_given_three_sites_when_one_is_cut_off_then_it_keeps_taking_declar
     report = await verify(settings.model_copy(update={"database_url": own["hz01"].database_url}),
                           DECLARATIONS.name(settings), [site_source("hz01", settings)])
     assert [(p.kind, p.event_id) for p in report.problems] == [("inserted", forged_other)]
+    # every site's chain in one read of the topic: the same finding in hz01's, none in the others'
+    together = await verify_all(settings, DECLARATIONS.name(settings), {
+        s.name: (own[s.name].database_url, [site_source(s.name, settings)]) for s in SITES})
+    assert [(p.kind, p.event_id) for p in together["hz01"].problems] == [("inserted", forged_other)]
+    assert all(r.ok and r.store_events > 0 for name, r in together.items() if name != "hz01")
+    assert together["hz01"].topic_records == report.topic_records
     print(f"\nsite {CUT.name} cut off for {restored_at - cut_at:.1f} s holding {held} events; "
           f"caught up {caught_up - restored_at:.1f} s after its link came back; "
           f"{records} records from {len(SITES)} sites, every chain verified")
