@@ -11,16 +11,22 @@ to the last ranking event acknowledged by Kafka (acks=all), through the live pro
 checked against count, total and digest; month, quarter and year ranked per community, the county
 when the runner has caught up; read model and ranking events in the same transactions) and its relay:
 
-1. a burst: every community's certification but the last, on the log before the service reads any;
-2. the month's last certification (the last community's awards and MonthCertified), the others
-   applied: the moment the county's month is complete. This is the issue's "MonthCertified -> last
-   ranking event".
+1. a burst: every community's certification but the last two, on the log before the service reads any;
+2. one community's certification (its awards and MonthCertified), on the log before the service reads it,
+   the others applied: the service starts behind by the whole certification, the harder case.
 Each with its baseline, same run: a raw aiokafka consumer reading and decoding (CloudEvents headers +
 pydantic) the same records, writing nothing.
-3. leaderboard: ``wrk`` with N connections against GET /rankings (top 100) of the running service (a
+3. the month's last certification as the county runs it: the ranking service (projection and relay, a
+   process of its own, as ``make up`` runs it) reading while a stand-in review relay publishes the
+   awards and then the MonthCertified; from the MonthCertified record on Kafka to the last ranking event
+   on Kafka (the records' timestamps), as the county simulator measures it. This is the issue's
+   "MonthCertified -> last ranking event". Its baseline as above (the whole certification).
+4. leaderboard: ``wrk`` with N connections against GET /rankings (top 100) of the running service (a
    process: uvicorn + uvloop), at full speed and each connection refreshing every 50 ms
    (``think.lua``), p50 / p99; each against a bare uvicorn app sending the same bytes (``bare.py``):
    what this machine does with no application at all.
+Before 2026-12-07 (afternoon) there was no step 3 and step 2 was the last certification ("the last
+MonthCertified" in the figures below), the burst the other nine.
 
 Measured 2026-12-05 on the 2-core machine shared with other sessions (load average 8-9 during the
 run), full size (200,000 subjects, 1,000,000 awards, 10 communities):
@@ -108,6 +114,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,6 +123,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -123,6 +131,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.local import free_port
+from deploy.simulate.watch import end_offsets, record_times
 from deploy.testing import throwaway_stack
 from shared.envelope import decode
 from shared.events import load_catalogue
@@ -212,6 +221,31 @@ async def baseline(settings: Settings, start: dict[TopicPartition, int] | None =
         await consumer.stop()
 
 
+async def assigned(url: str) -> None:
+    """Until the service's projections hold their partitions (it has joined its consumer group)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            body = (await client.get(f"{url}/readyz")).json()
+            if body.get("projections") and all(p["assigned"] for p in body["projections"].values()):
+                return
+            await asyncio.sleep(0.1)
+
+
+async def settled(pool: asyncpg.Pool, ends: dict[TopicPartition, int], quiet_s: float = 2.0) -> None:
+    """Until the ranking projection has applied the review topic up to ``ends`` and its outbox is empty,
+    ``quiet_s`` long."""
+    since = None
+    while True:
+        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in await pool.fetch(
+            "select topic, partition, next_offset from projection_offsets where projection = 'ranking'")}
+        unpublished = await pool.fetchval("select count(*) from events where published_at is null")
+        ok = unpublished == 0 and all(stored.get((tp.topic, tp.partition), 0) >= o for tp, o in ends.items())
+        since = (since or time.monotonic()) if ok else None
+        if since is not None and time.monotonic() - since >= quiet_s:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def review_ends(settings: Settings) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
     await consumer.start()
@@ -241,12 +275,10 @@ async def run(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
     print(f"county month: {args.subjects:,} subjects, {args.awards:,} awards in {args.communities} communities")
     t = time.perf_counter()
     await put_roster(settings, args.subjects, args.communities)
-    first = range(args.communities - 1)
+    first = range(args.communities - 2)
     review_outbox = await Outbox.start(settings, "review")
     await put_certifications(review_outbox, args.subjects, args.awards, args.communities, first)
     print(f"roster and {len(first)} certifications on Kafka (not timed): {time.perf_counter() - t:.1f} s")
-    import asyncpg
-
     pool = await asyncpg.create_pool(settings.database_url, min_size=2, max_size=8)
     runner, _ = await live_runner(pool, settings)
     runner.batch_records = 20_000
@@ -272,21 +304,52 @@ async def run(bootstrap: str, dsn: str, args: argparse.Namespace) -> None:
               f"{done - applied_at:.2f} s)")
         return done - started
 
-    # 1. a burst: every community but one certified before the service reads any of it
+    # 1. a burst: every community but two certified before the service reads any of it
     burst = await to_last_ranking_event(f"burst of {len(first)} certifications")
     n, base = await baseline(settings)
     print(f"  baseline, raw consumer + decode of the same {n:,} records: {base:.2f} s = {n / base:,.0f} records/s; "
           f"ratio {burst / base:.1f}x")
-    # 2. the month's last certification (its awards and MonthCertified in one append, as review makes it),
-    #    the others applied: the county's month, quarter and year rankings are complete with it
+    # 2. one community's certification (its awards and MonthCertified in one append, as review makes it)
+    #    on the log before the service reads it, the others applied
     start = await review_ends(settings)
-    last = args.communities - 1
-    await put_certifications(review_outbox, args.subjects, args.awards, args.communities, range(last, last + 1))
-    took = await to_last_ranking_event(f"the last MonthCertified (community c-{last:02d})")
+    one = args.communities - 2
+    await put_certifications(review_outbox, args.subjects, args.awards, args.communities, range(one, one + 1))
+    took = await to_last_ranking_event(f"one MonthCertified, all on the log first (community c-{one:02d})")
     n, base = await baseline(settings, start)
     print(f"  baseline, raw consumer + decode of the same {n:,} records: {base:.2f} s = {n / base:,.0f} records/s; "
           f"ratio {took / base:.1f}x")
     await relay.close()
+    # 3. the month's last certification as the county runs it: the service (its projection and relay, a
+    #    process of its own) reading while review's relay publishes the awards and then the MonthCertified;
+    #    from the MonthCertified on Kafka to the last ranking event on Kafka (the records' timestamps)
+    start = await review_ends(settings)
+    ranking_from = await end_offsets(settings, RANKING.name(settings))
+    last = args.communities - 1
+    with running_service("ranking", settings, timeout=120) as svc:
+        await assigned(svc.url)
+        profile = os.environ.get("BENCH_PROFILE")  # a file for py-spy's collapsed stacks of the service here
+        spy = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(svc.process.pid), "--rate", "250",
+            "--format", "raw", "--nonblocking", "-o", profile, stdout=subprocess.DEVNULL) if profile else None
+        await put_certifications(review_outbox, args.subjects, args.awards, args.communities, range(last, last + 1))
+        await settled(pool, await review_ends(settings))
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await asyncio.wait_for(spy.wait(), 60)
+        assert svc.log is not None
+        timings = [line for line in svc.log.read_text(errors="replace").splitlines()
+                   if any(w in line for w in ("ranking.recomputed", "ranking.county_merged", "ranking.ranked"))]
+    certified = await record_times(settings, REVIEW.name(settings), {tp.partition: o for tp, o in start.items()})
+    ranked = await record_times(settings, RANKING.name(settings), ranking_from)
+    month_certified = max(t for t, kind, _ in certified if kind == MonthCertified.type_name())
+    live = max(t for t, _, _ in ranked) - month_certified
+    print(f"the last MonthCertified (community c-{last:02d}), the service reading as review's relay publishes: "
+          f"{len(certified):,} records on Kafka in {month_certified - min(t for t, _, _ in certified):.2f} s; "
+          f"MonthCertified -> last ranking event on Kafka: {live:.2f} s ({len(ranked):,} ranking events)")
+    print("  the service's log:", *timings, sep="\n    ")
+    n, base = await baseline(settings, start)
+    print(f"  baseline, raw consumer + decode of the same {n:,} records: {base:.2f} s = {n / base:,.0f} records/s; "
+          f"ratio {live / base:.1f}x")
     await review_outbox.close()
     lists = await pool.fetchval("select count(*) from rk_ranking_lists")
     entries = await pool.fetchval("select coalesce(sum(cardinality(subject_ids)), 0) from rk_ranking_lists")

@@ -26,6 +26,7 @@ class RunningService:
     settings: Settings  # the test's settings (Kafka as admin) with the service's name and port
     process: subprocess.Popen[bytes]
     service_settings: Settings | None = None  # what the process got: Kafka as the service's own principal
+    log: Path | None = None  # its stderr (structlog), removed when it stops
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -76,7 +77,7 @@ def _running(name: str, s: Settings, own: Settings, timeout: float, **extra: str
     url = f"http://127.0.0.1:{s.http_port}"
     try:
         wait_until_ready(f"service {name}", url, proc, Path(log.name), timeout)
-        yield RunningService(name, url, s, proc, own)
+        yield RunningService(name, url, s, proc, own, Path(log.name))
     finally:
         stop_process(proc)
         log.close()
