@@ -505,7 +505,7 @@ class ProjectionRunner:
                         partition=record.partition, offset=record.offset, reason=reason)
 
     async def _commit_once(self, prepared: Prepared, dead_letter: bool, settle: bool = False
-                           ) -> tuple[Good, list[tuple[Any, str]]]:
+                           ) -> tuple[recent.Fresh, list[tuple[Any, str]]]:
         good, dead, offsets = prepared
         replay = self._replay_ends is not None
         async with self.pool.acquire() as conn, conn.transaction():
@@ -521,11 +521,11 @@ class ProjectionRunner:
             if fresh:
                 try:
                     async with conn.transaction():
-                        await self.projection.apply(conn, [env for _, env in fresh])
+                        await self.projection.apply(conn, [env for _, env in fresh.good])
                 except Exception as exc:
                     if is_transient(exc):
                         raise
-                    dead += await self._apply_one_by_one(conn, fresh)
+                    dead += await self._apply_one_by_one(conn, fresh.good)
             if settle:
                 await self.projection.settle(conn)
             await conn.execute(

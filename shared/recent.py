@@ -78,6 +78,18 @@ class Window:
                     del self.held[key]
 
 
+@dataclass
+class Fresh:
+    """A batch through the guard: the records to apply, and their ids per partition in offset order."""
+
+    good: Good = field(default_factory=list)
+    keys: dict[TopicPartition, list[tuple[int, Key, Any]]] = field(default_factory=dict)  # (offset, key, id)
+    seen: dict[TopicPartition, set[Key]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.good)
+
+
 class RecentIds:
     """The windows of the partitions a runner reads."""
 
@@ -112,46 +124,53 @@ class RecentIds:
             if tp in stored:
                 window.advance(window.next_offset, self.size)
 
-    def fresh(self, good: Good) -> Good:
+    def fresh(self, good: Good) -> Fresh:
         """The records whose ids are in no window (nor earlier in this batch)."""
-        out: Good = []
-        seen: set[tuple[TopicPartition, Key]] = set()
+        out = Fresh()
         windows = self.windows
+        last: tuple[str, int] | None = None
+        held: dict[Key, int] = {}
+        seen: set[Key] = set()
+        mine: list[tuple[int, Key, Any]] = []
         for record, env in good:
-            tp = TopicPartition(record.topic, record.partition)
+            if (record.topic, record.partition) != last:  # records come partition by partition
+                last = (record.topic, record.partition)
+                tp = TopicPartition(*last)
+                held, seen = windows[tp].held, out.seen.setdefault(tp, set())
+                mine = out.keys.setdefault(tp, [])
             key = (env.source, env.id.int)
-            if key in windows[tp].held or (tp, key) in seen:
+            if key in held or key in seen:
                 continue
-            seen.add((tp, key))
-            out.append((record, env))
+            seen.add(key)
+            out.good.append((record, env))
+            mine.append((record.offset, key, env.id))
         return out
 
-    def rows(self, projection: str, fresh: Good, offsets: dict[TopicPartition, int],
+    def rows(self, projection: str, fresh: Fresh, offsets: dict[TopicPartition, int],
              replay_ends: dict[TopicPartition, int] | None = None) -> list[tuple[Any, ...]]:
         """``projection_recent`` rows for these records: per partition and source, those within the
         window of the batch's end (in a replay, only those within the window of the replay's end: the
         store it hands to the live runner)."""
-        by: dict[tuple[TopicPartition, str], list[Any]] = {}
-        for record, env in fresh:
-            tp = TopicPartition(record.topic, record.partition)
-            floor = offsets[tp] - self.size if replay_ends is None else replay_ends.get(tp, 0) - self.size
-            if record.offset >= floor:
-                by.setdefault((tp, env.source), []).append(env.id)
-        return [(projection, tp.topic, tp.partition, offsets[tp], source, ids) for (tp, source), ids in by.items()]
+        out = []
+        for tp, entries in fresh.keys.items():
+            floor = (offsets[tp] if replay_ends is None else replay_ends.get(tp, 0)) - self.size
+            by: dict[str, list[Any]] = {}
+            for offset, (source, _), event_id in entries:
+                if offset >= floor:
+                    by.setdefault(source, []).append(event_id)
+            out += [(projection, tp.topic, tp.partition, offsets[tp], source, ids) for source, ids in by.items()]
+        return out
 
-    def extend(self, fresh: Good, offsets: dict[TopicPartition, int]) -> None:
+    def extend(self, fresh: Fresh, offsets: dict[TopicPartition, int]) -> None:
         """After the batch committed: its ids join their windows, which move to its offsets."""
-        keys: dict[TopicPartition, list[Key]] = {}
-        for record, env in fresh:
-            tp = TopicPartition(record.topic, record.partition)
-            if record.offset >= offsets[tp] - self.size:  # as stored (``rows``)
-                keys.setdefault(tp, []).append((env.source, env.id.int))
         for tp, next_offset in offsets.items():
             window = self.windows.get(tp)
             if window is None:
                 continue
-            if tp in keys:
-                window.add(next_offset, keys[tp])
+            floor = next_offset - self.size  # as stored (``rows``)
+            keys = [key for offset, key, _ in fresh.keys.get(tp, ()) if offset >= floor]
+            if keys:
+                window.add(next_offset, keys)
             window.advance(next_offset, self.size)
 
     def forget(self, tps: Sequence[TopicPartition] | None = None) -> None:

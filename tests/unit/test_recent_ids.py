@@ -27,7 +27,7 @@ def committed(recent: RecentIds, batch: list[tuple[Any, Any]], next_offset: int)
     """The batch through the guard and committed: what it applied."""
     fresh = recent.fresh(batch)
     recent.extend(fresh, {TP: next_offset})
-    return fresh
+    return fresh.good
 
 
 def test_given_an_event_published_twice_within_the_window_when_read_then_it_is_applied_once() -> None:
