@@ -117,8 +117,15 @@ three runs (the third with py-spy sampling the service at 250 Hz):
   server 7.78 / 7.20 and 8.69 / 8.33 ms); as fast as they can: p99 0.8-1.15 s (bare 0.29-0.75 s).
   Of the service's CPU through step 3 (py-spy): reading and decoding the records ~40%, the dedup window
   ~10%, copying the awards in ~8%, the county ~12%, the community ~5%, saying it ~4%.
-The aim (10 s, MonthCertified -> last ranking event) is met as the county runs it; with the whole
-certification on the log before the service reads any of it, it is missed by 0.3-1.4 s.
+Then with the dedup window's bookkeeping done per partition, not per record three times
+(shared/recent.py; the same baseline took 3.00-3.31 s):
+  the last MonthCertified as the county runs it: 4.20 s (relay 8.31 s for the 100,001 records; the
+  community 1.79 s, the county 2.08 s). One MonthCertified all on the log first: 8.38 s (baseline
+  3.00 s, 2.8x). Burst of eight: 52.26 s (25.03 s, 2.1x). Leaderboard, each client every 50 ms: p99
+  9.85 / 6.29 ms (bare 6.03 / 6.72 ms); as fast as they can: p99 1.00 s / 739 ms (bare 741 / 790 ms).
+The aim (10 s, MonthCertified -> last ranking event) is met as the county runs it (4.2-6.2 s); with the
+whole certification on the log before the service reads any of it: 8.38 s once, 10.3-11.4 s three
+times, as the machine's speed went.
 """
 
 from __future__ import annotations
