@@ -12,7 +12,8 @@ disagree; it exits 1 on any problem (2 on a usage error). ``--json`` prints one 
 Several chains may share a topic (the county's declarations service and each community site write
 the declarations topic, each with its own source): a chain is the records of its sources only
 (default: the sources its store's rows carry; ``--site NAME`` for a site's); the others are counted
-per source, not checked here.
+per source, not checked here. ``verify_all`` checks several chains of one topic in a single read of
+it (the auditor's command line and the county simulator verify every site's chain so).
 
 Kafka orders records only within a partition: on the topic, positions must rise within each
 partition and together make 1, 2, 3 … with no gap. A record the relay sent twice (a crash
