@@ -325,7 +325,6 @@ def _record_time(record: ConsumerRecord[Any, Any]) -> dt.datetime | None:
     return None
 
 
-Good = list[tuple[ConsumerRecord[Any, Any], Envelope]]
 
 
 class ProjectionRunner:

@@ -84,7 +84,6 @@ class Fresh:
 
     good: Good = field(default_factory=list)
     keys: dict[TopicPartition, list[tuple[int, Key, Any]]] = field(default_factory=dict)  # (offset, key, id)
-    seen: dict[TopicPartition, set[Key]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.good)
@@ -128,6 +127,7 @@ class RecentIds:
         """The records whose ids are in no window (nor earlier in this batch)."""
         out = Fresh()
         windows = self.windows
+        seen_in: dict[TopicPartition, set[Key]] = {}
         last: tuple[str, int] | None = None
         held: dict[Key, int] = {}
         seen: set[Key] = set()
@@ -136,7 +136,7 @@ class RecentIds:
             if (record.topic, record.partition) != last:  # records come partition by partition
                 last = (record.topic, record.partition)
                 tp = TopicPartition(*last)
-                held, seen = windows[tp].held, out.seen.setdefault(tp, set())
+                held, seen = windows[tp].held, seen_in.setdefault(tp, set())
                 mine = out.keys.setdefault(tp, [])
             key = (env.source, env.id.int)
             if key in held or key in seen:

@@ -182,6 +182,7 @@ async def read_chains(settings: Settings, topic: str, chains: Mapping[str, Colle
         for one in sources or ():
             by_source.setdefault(one.encode(), []).append(out[name])
     seen: dict[bytes, int] = {}
+    targets_of: dict[bytes, list[ChainRecords]] = {}  # a source's chains, worked out on its first record
     consumer = AIOKafkaConsumer(**consumer_config(settings), group_id=None)
     try:
         await consumer.start()
@@ -204,8 +205,10 @@ async def read_chains(settings: Settings, topic: str, chains: Mapping[str, Colle
                     count += 1
                     source = next((v for k, v in r.headers if k == "ce_source"), b"")
                     seen[source] = seen.get(source, 0) + 1
-                    targets = list(out.values()) if source.startswith(b"/hezhang/") else \
-                        every + by_source.get(source, [])
+                    targets = targets_of.get(source)
+                    if targets is None:
+                        targets = targets_of[source] = list(out.values()) if source.startswith(b"/hezhang/") \
+                            else every + by_source.get(source, [])
                     if not targets:
                         continue
                     link = topic_link(r.headers, r.value, tp.partition, r.offset)
