@@ -10,9 +10,10 @@ break). While the broker is down the relay backs off and retries the same rows, 
 
 Waiting: every append notifies ``events_appended`` (``shared.store``, at commit). While rows keep
 coming the relay drains every ``relay_idle_sleep_s`` (a batch per round, not a round per commit);
-once a round finds nothing it sleeps until the next notification, or ``relay_poll_s`` at most
-(rows written by a tool that does not notify). An idle service (a site at night) then costs no
-query 50 times a second.
+once no append has notified since a round began it sleeps until the next notification, or
+``relay_poll_s`` at most (rows written by a tool that does not notify). An idle service (a site at
+night) then costs no query 50 times a second, and a row that arrives alone costs one fetch and one
+mark, not a second fetch to find nothing after it and a third round to find nothing again.
 """
 
 from __future__ import annotations
@@ -106,20 +107,23 @@ class Relay:
 
     async def drain(self, conn: asyncpg.Connection, marker: asyncpg.Connection,
                     stop: asyncio.Event | None = None) -> int:
-        """Publish until nothing is left. Pipelined: the next batch is fetched while this one's
-        acknowledgements are awaited, and this one is marked while the next is sent. A batch
-        is sent only after the previous one is acknowledged, so a failure never reorders."""
+        """Publish what was there when it started. Pipelined: the next batch is fetched while this
+        one's acknowledgements are awaited, and this one is marked while the next is sent. A batch
+        is sent only after the previous one is acknowledged, so a failure never reorders. A batch
+        short of ``relay_batch_size`` was all there was: no fetch after it (rows committed since
+        have notified; ``run`` comes back for them)."""
         total = 0
         marking: asyncio.Task[None] | None = None
         try:
             rows = await self.fetch(conn)
             while rows and not (stop is not None and stop.is_set()):
                 sending = asyncio.create_task(self.send(rows))
-                fetching = asyncio.create_task(self.fetch(conn, after=rows[-1]["position"]))
+                fetching = (asyncio.create_task(self.fetch(conn, after=rows[-1]["position"]))
+                            if len(rows) >= self.settings.relay_batch_size else None)
                 try:
                     await sending
                 finally:
-                    following = await fetching
+                    following = await fetching if fetching is not None else []
                 if marking is not None:
                     await marking
                 marking = asyncio.create_task(self.mark(marker, rows))
@@ -147,7 +151,7 @@ class Relay:
                     self.appended.clear()  # before the fetch: a commit after it notifies again
                     try:
                         self.rounds += 1
-                        published = await self.drain(conn, marker, stop)
+                        await self.drain(conn, marker, stop)
                         backoff = 0.2
                     except (TimeoutError, KafkaError, OSError) as exc:
                         log.warning("relay.broker_unavailable", error=repr(exc), retry_in_s=backoff)
@@ -158,7 +162,7 @@ class Relay:
                         continue
                     if await _wait(stop, self.settings.relay_idle_sleep_s):
                         break
-                    if not published and not self.appended.is_set():
+                    if not self.appended.is_set():  # nothing committed since this round began
                         await _wait_either(stop, self.appended, self.settings.relay_poll_s)
             finally:
                 await self.close()
