@@ -61,3 +61,38 @@ async def test_an_idle_relay_sleeps_until_an_append_wakes_it(pool: asyncpg.Pool,
     finally:
         stop.set()
         await task
+
+
+async def test_a_lone_append_costs_the_relay_one_round_and_one_fetch(pool: asyncpg.Pool, settings: Settings) -> None:
+    # given a relay at rest (a site between two declarations), its outbox fetches counted
+    async with pool.acquire() as conn:
+        await event_store.migrate(conn)
+    store = EventStore(source_for("declarations", settings), DECLARATIONS.name(settings))
+    relay = Relay(pool, settings.model_copy(update={"relay_poll_s": 60.0}), source_for("declarations", settings))
+    fetches = 0
+    fetch = relay.fetch
+
+    async def counted(conn: asyncpg.Connection, after: int = 0) -> list[asyncpg.Record]:
+        nonlocal fetches
+        fetches += 1
+        return await fetch(conn, after)
+
+    relay.fetch = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await append_one(pool, store, "lone-1")
+        await published(pool, patience_s=30)
+        await asyncio.sleep(0.5)
+        rounds, fetched = relay.rounds, fetches
+        # when one append commits and nothing follows it
+        await append_one(pool, store, "lone-2")
+        await published(pool, patience_s=10)
+        await asyncio.sleep(0.5)
+        # then one round with one fetch published it: no fetch for a page after a short one, no second round to
+        # find the outbox empty again (before: two rounds, three fetches)
+        assert (relay.rounds - rounds, fetches - fetched) == (1, 1)
+        assert relay.published == 2
+    finally:
+        stop.set()
+        await task
