@@ -89,6 +89,10 @@ SETTLE_EVERY_S = 30.0  # a projection that puts work off while behind the log se
 # in a full-size county run, three county rankings of 14-18 s each while tens of thousands of records
 # behind) counts as a batch behind.
 SETTLE_SPACING = 4.0
+# A settle put off by the projection (``Projection.settle`` returned False) is asked again with the next
+# batch, or on the next fetch that brings nothing; after this many such quiet fetches in a row (each
+# waits up to 200 ms) it is asked without ``more_coming`` and must settle.
+QUIET_PUT_OFFS = 25
 # SQLSTATE classes and codes of errors that are not the record's fault: retry the transaction.
 TRANSIENT_SQLSTATES = ("40", "08", "53", "57P", "55P03", "57014")
 
@@ -127,11 +131,13 @@ class Projection(ABC):
     # partitions at their high watermarks), at least every ``SETTLE_EVERY_S`` while it has not (both spaced by the
     # last settle's duration, ``SETTLE_SPACING``), when nothing more was fetched, and at the end of a
     # catch-up or replay. Like ``apply`` it must not read the clock; what it writes is the same
-    # whichever batch it ran with.
+    # whichever batch it ran with. While ``more_coming`` it may put the work off once more by
+    # returning False (the runner asks again later); without, it must settle: at the end of a
+    # catch-up or replay, and once the log has stayed quiet through ``QUIET_PUT_OFFS`` asks.
     settles: bool = False
 
-    async def settle(self, conn: asyncpg.Connection) -> None:
-        return None
+    async def settle(self, conn: asyncpg.Connection, *, more_coming: bool) -> bool:
+        return True
 
 
 async def migrate(conn: asyncpg.Connection, projection: Projection) -> None:
@@ -348,6 +354,7 @@ class ProjectionRunner:
         self._unsettled = projection.settles  # applied since it last settled (or before a restart)
         self._settled_at = 0.0
         self._settle_took = 0.0  # seconds the last transaction that settled took
+        self._quiet_put_offs = 0  # settles the projection put off in a row on a quiet log
         self.ready = asyncio.Event()
         self.positions: dict[TopicPartition, int] = {}  # partitions seeked to their stored offset, next offset
         # Next offsets as stored in Postgres, also committed to the consumer group now and then so that lag
@@ -429,7 +436,8 @@ class ProjectionRunner:
         batch is not committed."""
         prepared = await prepare_cooperatively(batch, self.owners)
         await self.flush()
-        self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter, settle=settle))
+        self._pending = asyncio.create_task(self.commit(prepared, dead_letter=dead_letter, settle=settle,
+                                                        more_coming=True))
 
     def settle_due(self, caught_up: bool, *, fetched: bool = True) -> bool:
         """Settle with this batch: it reaches the end of the log as last fetched, or settling is
@@ -452,18 +460,23 @@ class ProjectionRunner:
                 return False
         return True
 
-    async def settle_now(self) -> None:
-        """Settle in a transaction of its own, if anything was applied since the last time."""
+    async def settle_now(self, *, quiet: bool = False) -> None:
+        """Settle in a transaction of its own, if anything was applied since the last time. ``quiet``:
+        the live log went quiet for a moment; the projection may put it off ``QUIET_PUT_OFFS`` times."""
         await self.flush()
         if self._unsettled:
-            await self.commit(([], [], {}), settle=True)
+            more_coming = quiet and self._quiet_put_offs < QUIET_PUT_OFFS
+            await self.commit(([], [], {}), settle=True, more_coming=more_coming)
+            if self._unsettled and quiet:
+                self._quiet_put_offs += 1
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             await pending
 
-    async def commit(self, prepared: Prepared, *, dead_letter: bool = True, settle: bool = False) -> None:
+    async def commit(self, prepared: Prepared, *, dead_letter: bool = True, settle: bool = False,
+                     more_coming: bool = False) -> None:
         """One transaction: rows, offsets, dedup ids; retried whole on a transient error."""
         good, dead, offsets = prepared
         settle = settle and self.projection.settles and (self._unsettled or bool(good))
@@ -479,7 +492,7 @@ class ProjectionRunner:
         started = asyncio.get_running_loop().time()
         for attempt in range(1, RETRIES + 1):
             try:
-                fresh, dead = await self._commit_once(prepared, dead_letter, settle)
+                fresh, dead, settled = await self._commit_once(prepared, dead_letter, settle, more_coming)
                 break
             except Exception as exc:
                 if not is_transient(exc) or attempt == RETRIES:
@@ -493,9 +506,12 @@ class ProjectionRunner:
         self.stored.update(prepared[2])
         applied = len(fresh)
         self.applied += applied
-        if settle:
-            self._unsettled, self._settled_at = False, asyncio.get_running_loop().time()
-            self._settle_took = self._settled_at - started
+        if settle:  # settled or put off, the next try is spaced from this one (put off: not overdue at once)
+            self._settled_at = asyncio.get_running_loop().time()
+            if settled:
+                self._unsettled, self._settle_took, self._quiet_put_offs = False, self._settled_at - started, 0
+            else:
+                self._unsettled = True
         elif applied and self.projection.settles:
             self._unsettled = True
         self.dead_lettered += len(dead)
@@ -503,8 +519,8 @@ class ProjectionRunner:
             log.warning("projection.dead_letter", projection=self.projection.name, topic=record.topic,
                         partition=record.partition, offset=record.offset, reason=reason)
 
-    async def _commit_once(self, prepared: Prepared, dead_letter: bool, settle: bool = False
-                           ) -> tuple[recent.Fresh, list[tuple[Any, str]]]:
+    async def _commit_once(self, prepared: Prepared, dead_letter: bool, settle: bool = False, more_coming: bool = False
+                           ) -> tuple[recent.Fresh, list[tuple[Any, str]], bool]:
         good, dead, offsets = prepared
         replay = self._replay_ends is not None
         async with self.pool.acquire() as conn, conn.transaction():
@@ -525,8 +541,7 @@ class ProjectionRunner:
                     if is_transient(exc):
                         raise
                     dead += await self._apply_one_by_one(conn, fresh.good)
-            if settle:
-                await self.projection.settle(conn)
+            settled = settle and await self.projection.settle(conn, more_coming=more_coming)
             await conn.execute(
                 """insert into projection_offsets (projection, topic, partition, next_offset)
                    select $1, t, p, o from unnest($2::text[], $3::int[], $4::bigint[]) as u(t, p, o)
@@ -539,7 +554,7 @@ class ProjectionRunner:
                 await recent.trim(conn, self.projection.name, offsets, self.recent.size)
             if dead and dead_letter:
                 await self._dead_letter(dead)  # before the commit: a crash re-sends, never loses
-        return fresh, dead
+        return fresh, dead, settled
 
     async def _apply_one_by_one(self, conn: asyncpg.Connection, fresh: list[tuple[Any, Envelope]]
                                 ) -> list[tuple[Any, str]]:
@@ -658,7 +673,7 @@ class ProjectionRunner:
                     else:
                         await self.flush()
                         if self.settle_due(self.caught_up(consumer), fetched=False):
-                            await self.settle_now()
+                            await self.settle_now(quiet=True)
                         if self._passed_over:  # nothing more to read now: store what was passed over
                             await self.commit(([], [], {}))
                 except Reseek as exc:

@@ -6,7 +6,11 @@ in a certified month, the roster of a community with certified months) is recomp
 of the batch from the tables alone, so a rebuild from offset 0 ends byte-identical to the live
 model, whatever order the two topics were interleaved in. The county's rankings (200,000 subjects
 and more) are put off (``rk_county_pending``) until the runner settles: when it has caught up with
-the log, so a burst of certifications, or a catch-up after an outage, ranks the county once.
+the log, so a burst of certifications, or a catch-up after an outage, ranks the county once. While a
+community's certification is still arriving (its awards applied, its ``MonthCertified`` not yet), the
+county is put off again: a certification is one transaction on review's log, so the rest follows,
+and the county is ranked once it is in, not once per relay batch of a certification as it lands (the
+runner insists after a few seconds of a quiet log, and at the end of a catch-up or replay).
 
 The live runner is built with an ``emitter``: in the same transaction as the rows and the
 offsets, it appends ``RankingChanged`` and consequence events to the service's own log for every
@@ -59,6 +63,9 @@ class RankingProjection(Projection):
 
     def __init__(self, emitter: Emitter | None = None) -> None:
         self.emitter = emitter
+        # (community, month) whose awards are applied and whose MonthCertified is not: a hint for ``settle``
+        # only (what is written never depends on it), so it lives in memory and starts empty
+        self.certifying: set[tuple[str, str]] = set()
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
         dirty: dict[str, set[str]] = {}  # community -> months to recompute
@@ -83,12 +90,13 @@ class RankingProjection(Projection):
                 trigger = trigger or env
                 continue
             if awards:  # log order: a month's awards land before its MonthCertified
-                await _awards(conn, awards)
+                await self._awards(conn, awards)
                 awards = []
             if registered:  # before a later change of the same subjects
                 roster_changed |= await _registered(conn, list(registered.values()))
                 registered = {}
             if isinstance(ev, MonthCertified):
+                self.certifying.discard((ev.community_id, ev.month))
                 if await _certified(conn, env, ev):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
                     rescored.add((ev.community_id, ev.month))
@@ -107,7 +115,7 @@ class RankingProjection(Projection):
                 roster_changed.add(ev.community_id)  # type: ignore[attr-defined]
                 trigger = trigger or env
         if awards:
-            await _awards(conn, awards)
+            await self._awards(conn, awards)
         if registered:
             roster_changed |= await _registered(conn, list(registered.values()))
         if items:
@@ -128,16 +136,25 @@ class RankingProjection(Projection):
                 trigger.correlation_id)
             await self._said(conn, changed, trigger, started, months={c: sorted(m) for c, m in dirty.items()})
 
-    async def settle(self, conn: asyncpg.Connection) -> None:
-        """Rank the county for the months put off (once for a burst of certifications)."""
+    async def _awards(self, conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
+        await _awards(conn, awards)
+        self.certifying.update({(a.community_id, a.month) for a in awards})
+
+    async def settle(self, conn: asyncpg.Connection, *, more_coming: bool) -> bool:
+        """Rank the county for the months put off (once for a burst of certifications); put off again
+        while a certification is still arriving and the runner says more may be coming."""
+        if more_coming and self.certifying:
+            return False
+        self.certifying.clear()  # what is left (a certification cut short on the log) holds no later settle up
         pending = await conn.fetch("delete from rk_county_pending returning *")
         if not pending:
-            return
+            return True
         started = time.perf_counter()
         changed = await county.run(conn, {r["month"] for r in pending})
         last = max(pending, key=lambda r: (r["trigger_time"], str(r["trigger_id"])))
         await self._said(conn, changed, Trigger(last["trigger_id"], last["trigger_time"], last["correlation_id"]),
                          started, months={COUNTY: sorted(r["month"] for r in pending)})
+        return True
 
     async def _said(self, conn: asyncpg.Connection, changed: recompute.Changed, trigger: Trigger | Envelope,
                     started: float, months: dict[str, list[str]]) -> None:

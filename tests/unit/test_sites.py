@@ -187,9 +187,9 @@ async def test_a_site_stores_the_offsets_of_what_it_only_passed_over_with_its_ne
     runner._live = True
     written: list[dict[Any, int]] = []
 
-    async def commit_once(prepared: projection.Prepared, *_: Any) -> tuple[list[Any], list[Any]]:
+    async def commit_once(prepared: projection.Prepared, *_: Any) -> tuple[list[Any], list[Any], bool]:
         written.append(dict(prepared[2]))
-        return prepared[0], []
+        return prepared[0], [], False
 
     monkeypatch.setattr(runner, "_commit_once", commit_once)
     decl = DECLARATIONS.name(AT_HZ01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -91,3 +92,29 @@ def test_property_competition_ranks_skip_after_ties(values: list[int]) -> None:
     ranks = competition_ranks(values)
     for v, r in ranks.items():
         assert r == 1 + sum(x > v for x in values)
+
+
+class Untouched:
+    """A connection that fails the test if a statement is sent."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the county was ranked: conn.{name}")
+
+
+class NothingPending:
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        assert "rk_county_pending" in query
+        return []
+
+
+async def test_given_a_certification_still_arriving_when_a_batch_settles_then_the_county_waits_for_it() -> None:
+    from services.ranking.projection import RankingProjection
+
+    projection = RankingProjection()
+    projection.certifying.add(("c-01", "2026-11"))  # its awards applied, its MonthCertified not yet
+    assert await projection.settle(Untouched(), more_coming=True) is False  # type: ignore[arg-type]
+    # when the runner insists (the log stayed quiet, or a catch-up ends), then it settles, and forgets the hint
+    assert await projection.settle(NothingPending(), more_coming=False) is True  # type: ignore[arg-type]
+    assert projection.certifying == set()
+    # and with nothing arriving, a batch settles at once
+    assert await projection.settle(NothingPending(), more_coming=True) is True  # type: ignore[arg-type]
