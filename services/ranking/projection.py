@@ -137,7 +137,11 @@ class RankingProjection(Projection):
             await self._said(conn, changed, trigger, started, months={c: sorted(m) for c, m in dirty.items()})
 
     async def _awards(self, conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
-        await _awards(conn, awards)
+        """Copied in (a certification brings 100,000 awards and more). An item is awarded once: a second
+        award of it under another event id fails the batch, and the runner dead-letters it with its cause."""
+        await conn.copy_records_to_table("rk_awards", columns=AWARD_COLUMNS, records=[
+            (a.item_id, a.community_id, a.month, a.subject_id, a.category, a.dimension, a.rule_code, a.points)
+            for a in awards])
         self.certifying.update({(a.community_id, a.month) for a in awards})
 
     async def settle(self, conn: asyncpg.Connection, *, more_coming: bool) -> bool:
@@ -164,14 +168,6 @@ class RankingProjection(Projection):
             emitted = await self.emitter.emit(conn, changed, trigger)
         log.info("ranking.recomputed", months=months, rankings=len(changed.rankings), emitted=emitted,
                  seconds=round(time.perf_counter() - started, 3))
-
-
-async def _awards(conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
-    """Copied in (a certification brings 100,000 awards and more). An item is awarded once: a second
-    award of it under another event id fails the batch, and the runner dead-letters it with its cause."""
-    await conn.copy_records_to_table("rk_awards", columns=AWARD_COLUMNS, records=[
-        (a.item_id, a.community_id, a.month, a.subject_id, a.category, a.dimension, a.rule_code, a.points)
-        for a in awards])
 
 
 async def _certified(conn: asyncpg.Connection, env: Envelope, ev: MonthCertified) -> bool:
