@@ -46,9 +46,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 
 def live_consumer_config(settings: Settings) -> dict[str, Any]:
-    """A live projection's consumer: it reads while the log grows, so a fetch waits for a fuller
-    response instead of returning each record as it lands (a site reads every site's declarations
-    and passes over the rest: one round trip per few records cost it a tenth of its CPU)."""
+    """A live projection's consumer: its fetch returns as soon as a record is there, and on a quiet log
+    waits half a second at the broker. (Waiting for 32 KiB or 100 ms instead cost a county of 20 sites
+    and 44 idle consumers about 0.4 CPU seconds per second of nothing to read, and a lone record 0.1 s.)"""
     return consumer_config(settings) | {
         "fetch_min_bytes": settings.kafka_fetch_min_bytes,
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,

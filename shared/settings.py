@@ -44,11 +44,11 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Longest the relay sleeps when idle: an append wakes it at once (NOTIFY), this only "
                                "bounds the wait for rows written without one.")
     kafka_fetch_min_bytes: int = Field(
-        32 * 1024, ge=1, description="A live projection's fetch waits until this much is there (or "
-                                     "kafka_fetch_max_wait_ms): fewer, fuller fetches when records trickle in.")
+        1, ge=1, description="A live projection's fetch returns once this much is there (or after "
+                             "kafka_fetch_max_wait_ms). More than a record's size makes a lone record wait that long.")
     kafka_fetch_max_wait_ms: int = Field(
-        100, ge=0, description="Longest a live projection's fetch waits for kafka_fetch_min_bytes: what it adds "
-                               "at most to a read model's delay when the log is quiet.")
+        500, ge=0, description="Longest a live projection's fetch waits at the broker for kafka_fetch_min_bytes: "
+                               "on a quiet log, each consumer asks the broker this often.")
     max_body_bytes: int = Field(256 * 1024, description="Larger HTTP bodies are refused with 413.")
     token_secret: str = Field(
         "dev-only-secret-change-me-in-production-32b", min_length=32,
