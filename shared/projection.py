@@ -40,7 +40,7 @@ from aiokafka.structs import ConsumerRecord
 
 from shared import recent
 from shared.envelope import Envelope, UndecodableRecord, decode, deployment_source, legacy_source, site_source
-from shared.events import UnknownEventType, event_class
+from shared.events import Event, UnknownEventType, catalogue, event_class, load_catalogue
 from shared.kafka import consumer_config, live_consumer_config, producer_config
 from shared.logging import get_logger
 from shared.recent import RecentIds
@@ -135,6 +135,11 @@ class Projection(ABC):
     # returning False (the runner asks again later); without, it must settle: at the end of a
     # catch-up or replay, and once the log has stayed quiet through ``QUIET_PUT_OFFS`` asks.
     settles: bool = False
+    # The event types ``apply`` looks at (subclasses included), when it ignores the rest: records of the
+    # other types of its topics' services (in their current version) are passed over by their ``ce_type``
+    # header, never decoded (ranking passes over every verification decision, a site's certified months
+    # every award). None: every record is decoded. Unknown, malformed and older types are decoded as before.
+    reads: tuple[type[Event], ...] | None = None
 
     async def settle(self, conn: asyncpg.Connection, *, more_coming: bool) -> bool:
         return True
@@ -162,8 +167,9 @@ class Owners:
     declarations and its own community's review stream. Records outside it are passed over before
     decoding (never applied, never dead-lettered): a site's read models hold its own community."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, reads: tuple[type[Event], ...] | None = None) -> None:
         self.settings = settings
+        self._unread = _unread_types(settings, reads)  # topic -> ce_type values passed over
         # (topic, type, source) -> None (accepted) or the site whose community every such event must name
         self._accepted: dict[tuple[str, str, str], Site | None] = {}
         self._sites = {site_source(s.name, settings): s for s in registry(settings)}
@@ -186,12 +192,19 @@ class Owners:
 
     def in_scope(self, topic: str, record: ConsumerRecord[Any, Any]) -> bool:
         rule = self._scope.get(topic)
-        if rule is None:
-            return True
-        kind, value = rule
-        if kind == 1:
-            return bool(record.key == value)
-        return ("ce_source", value) in (record.headers or ())  # compared in C: most of what a site reads is not its own
+        if rule is not None:
+            kind, value = rule
+            if kind == 1:
+                if record.key != value:
+                    return False
+            elif ("ce_source", value) not in (record.headers or ()):  # in C: most of what a site reads is not its own
+                return False
+        unread = self._unread.get(topic)
+        if unread:
+            for name, value in record.headers or ():
+                if name == "ce_type":
+                    return value not in unread
+        return True
 
     def refusal(self, topic: str, env: Envelope) -> str | None:
         key = (topic, env.type, env.source)
@@ -233,6 +246,18 @@ class Owners:
             return (f"{env.type} comes only from {own} or a registered site ({own}/<site>), "
                     f"not from {env.source!r}"), None
         return f"{env.type} comes only from {own}, not from {env.source!r}", None
+
+
+def _unread_types(settings: Settings, reads: tuple[type[Event], ...] | None) -> dict[str, frozenset[bytes]]:
+    """Per topic, the current type names of its service's events that are not ``reads`` (none if None)."""
+    if reads is None:
+        return {}
+    load_catalogue()
+    unread: dict[str, set[bytes]] = {}
+    for cls in catalogue():
+        if cls.SERVICE in BY_SERVICE and not issubclass(cls, reads):
+            unread.setdefault(BY_SERVICE[cls.SERVICE].name(settings), set()).add(cls.type_name().encode())
+    return {topic: frozenset(names) for topic, names in unread.items()}
 
 
 Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
@@ -342,7 +367,7 @@ class ProjectionRunner:
         # The deployment (its database) is in the group id, and the site on a site's machine: two
         # installations (or a site and the county) sharing a topic namespace never split the partitions.
         self.group_id = f"{group_prefix(settings)}projection.{projection.name}"
-        self.owners = Owners(settings)
+        self.owners = Owners(settings, projection.reads)
         self.consumer: AIOKafkaConsumer | None = None
         self.dead_letter_producer: AIOKafkaProducer | None = None
         self.applied = 0

@@ -28,6 +28,7 @@ create table if not exists certified_months (
 class CertifiedMonths(Projection):
     name = "certified_months"
     topics = (REVIEW,)
+    reads = (MonthCertified,)  # a certification's awards and the month's decisions are passed over undecoded
     tables = ("certified_months",)
     schema = SCHEMA
 

@@ -19,6 +19,7 @@ from shared.topics import DECLARATIONS, EXCHANGE, REVIEW
 class ExchangeProjection(Projection):
     name = "exchange_state"
     topics = (DECLARATIONS, REVIEW, EXCHANGE)
+    reads = exchange_tables.READS
     tables = exchange_tables.TABLES
     schema = exchange_tables.SCHEMA
 

@@ -362,3 +362,4 @@ _HANDLERS: dict[type[Event], Callable[[asyncpg.Connection, Any], Awaitable[None]
     PointsCorrected: _corrected, ItemListed: _listed, PriceChanged: _price, LimitsChanged: _limits,
     StockReceived: _received, Redeemed: _redeemed, RedemptionReturned: _returned,
 }
+READS = tuple(_HANDLERS)  # what apply looks at: the projection passes over the rest undecoded

@@ -57,6 +57,8 @@ MONTH_CHECK = """select count(*) as n, coalesce(sum(points), 0) as total,
 class RankingProjection(Projection):
     name = "ranking"
     topics = (DECLARATIONS, REVIEW)
+    reads = (CommunityRegistered, SubjectRegistered, SubjectCategoriesChanged, SubjectMovedOut, DeclarationSubmitted,
+             DeductionRecorded, PointsAwarded, MonthCertified, PointsCorrected)
     settles = True
     tables = TABLES
     schema = READ_MODEL
