@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from deploy import credentials
 from deploy.credentials import Secrets
-from deploy.local import REPO_ROOT, KafkaServer, PostgresServer, ensure_kafka_libs, free_port, kafka_ready
+from deploy.local import REPO_ROOT, KafkaServer, PostgresServer, ensure_kafka_libs, free_port, free_ports, kafka_ready
 
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"  # testcontainers' KRaft support targets the Confluent image
 POSTGRES_IMAGE = "postgres:16"
@@ -116,7 +116,8 @@ def start_test_stack(tmp_root: Path) -> StackHandle:
             dsn = postgres.dsn()
         if bootstrap is None:
             secrets = credentials.load_or_create(tmp_root / "secrets.json")
-            kafka = KafkaServer(tmp_root / "kafka", free_port(), free_port(), heap="768m",
+            port, controller_port = free_ports(2)
+            kafka = KafkaServer(tmp_root / "kafka", port, controller_port, heap="768m",
                                 lib_dir=ensure_kafka_libs(REPO_ROOT), secrets=secrets)  # fmt: skip
             kafka.start(timeout=90)
             bootstrap = kafka.bootstrap

@@ -25,6 +25,7 @@ from deploy.local import (
     REPO_ROOT,
     ensure_kafka_libs,
     free_port,
+    free_ports,
     pid_alive,
     port_open,
     stop_process,
@@ -64,9 +65,10 @@ class Harness:
     def create(cls, root: Path | None = None) -> Harness:
         root = root or Path(tempfile.mkdtemp(prefix="points-faults-"))
         base = _free_run(12)  # the nodes' client and controller ports, then their site listeners and proxies
+        postgres, *ports = free_ports(1 + len(local_stack.SERVICES))
         env = {"STACK_DIR": str(root), "STACK_KAFKA_PORT": str(base), "STACK_SITE_LINK_PORT": str(base + 6),
-               "STACK_POSTGRES_PORT": str(free_port())}
-        env |= {f"STACK_PORT_{name.upper()}": str(free_port()) for name in local_stack.SERVICES}
+               "STACK_POSTGRES_PORT": str(postgres)}
+        env |= {f"STACK_PORT_{name.upper()}": str(port) for name, port in zip(local_stack.SERVICES, ports, strict=True)}
         for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):  # ours alone: never someone else's servers
             os.environ.pop(var, None)
         os.environ.update(env)

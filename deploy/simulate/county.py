@@ -23,7 +23,7 @@ import httpx
 
 from deploy import sites as site_setup
 from deploy.credentials import Secrets
-from deploy.local import REPO_ROOT, free_port, settings_env, stop_process, tail
+from deploy.local import REPO_ROOT, free_ports, settings_env, stop_process, tail
 from deploy.local import create_database as make_database
 from deploy.testing import StackHandle
 from shared.settings import Settings
@@ -65,14 +65,16 @@ async def start(handle: StackHandle, sites: list[Site], logs: Path, partitions: 
     if sasl_configured(settings):
         await create_acls(settings, acl_bindings(settings, sites=()))
     county = County(settings, sites)
+    ports = iter(free_ports(len(COUNTY_SERVICES) + len(sites)))
     for service in COUNTY_SERVICES:
         dsn = make_database(handle.dsn, f"{namespace}_{service}")
         own = settings.model_copy(update={"service_name": service, "database_url": dsn})
-        county.services[service] = launch(service, f"services.{service}", _as(own, service, secrets), logs)
+        county.services[service] = launch(service, f"services.{service}", _as(own, service, secrets), logs,
+                                          next(ports))
     for site in sites:
         dsn = make_database(handle.dsn, f"{namespace}_site_{site.name}")
         own = site_setup.site_settings(settings, site, dsn, secrets)
-        county.site_procs[site.name] = launch(f"site-{site.name}", "services.declarations", own, logs)
+        county.site_procs[site.name] = launch(f"site-{site.name}", "services.declarations", own, logs, next(ports))
     try:
         await asyncio.gather(*(ready(p, patience_s) for p in county.all()))
     except BaseException:
@@ -85,8 +87,7 @@ def _as(settings: Settings, principal: str, secrets: Secrets | None) -> Settings
     return settings if secrets is None else secrets.settings_for(settings, principal)  # type: ignore[no-any-return]
 
 
-def launch(name: str, module: str, own: Settings, logs: Path) -> Proc:
-    port = free_port()
+def launch(name: str, module: str, own: Settings, logs: Path, port: int) -> Proc:
     env = settings_env(own.model_copy(update={"http_port": port}))
     env.pop("POINTS_SECRETS_FILE", None)  # its own credential only
     env["PYTHONPATH"] = str(REPO_ROOT)
