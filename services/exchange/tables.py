@@ -150,6 +150,7 @@ begin
 end $$;
 """
 
+AWARD_FIELDS = ("community_id", "month", "item_id", "subject_id", "category", "dimension", "rule_code", "points")
 _ADD_BALANCE = """insert into balances (subject_id, community_id, {col}) values ($1, $2, $3)
                   on conflict (subject_id) do update set {col} = balances.{col} + excluded.{col}"""
 _ADD_STOCK = """insert into stock (item_id, community_id, {col}) values ($1, $2, $3)
@@ -157,10 +158,23 @@ _ADD_STOCK = """insert into stock (item_id, community_id, {col}) values ($1, $2,
 
 
 async def apply(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Each event through its handler, in log order; a run of points items or awards in one statement."""
+    run: list[Any] = []
+    many: Callable[[asyncpg.Connection, list[Any]], Awaitable[None]] | None = None
     for ev in events:
-        handler = _HANDLERS.get(type(ev))
+        kind = type(ev)
+        if run and _RUNS.get(kind) is not many:
+            await many(conn, run)  # type: ignore[misc]
+            run = []
+        if kind in _RUNS:
+            many = _RUNS[kind]
+            run.append(ev)
+            continue
+        handler = _HANDLERS.get(kind)
         if handler is not None:
             await handler(conn, ev)
+    if run:
+        await many(conn, run)  # type: ignore[misc]
 
 
 async def apply_redeemed(conn: asyncpg.Connection, events: Sequence[Redeemed]) -> None:
@@ -198,10 +212,13 @@ async def _community(conn: asyncpg.Connection, ev: CommunityRegistered) -> None:
                           on conflict (community_id) do update set name = excluded.name""", ev.community_id, ev.name)
 
 
-async def _submitted(conn: asyncpg.Connection, ev: DeclarationSubmitted | DeductionRecorded) -> None:
-    await conn.execute("""insert into points_items values ($1, $2, $3, 'submitted')
+async def _submitted(conn: asyncpg.Connection, items: list[DeclarationSubmitted | DeductionRecorded]) -> None:
+    last = {ev.item_id: ev for ev in items}  # one row per item (log order: the last wins, as one by one)
+    await conn.execute("""insert into points_items select i, s, p, 'submitted'
+                          from unnest($1::text[], $2::text[], $3::integer[]) as u(i, s, p)
                           on conflict (item_id) do update set subject_id = excluded.subject_id,
-                             points = excluded.points""", ev.item_id, ev.subject_id, ev.points)
+                             points = excluded.points""",
+                       list(last), [ev.subject_id for ev in last.values()], [ev.points for ev in last.values()])
 
 
 async def _rejected(conn: asyncpg.Connection, ev: ItemRejected | VerificationOverruled) -> None:
@@ -216,11 +233,13 @@ async def _rejected(conn: asyncpg.Connection, ev: ItemRejected | VerificationOve
 
 # ---- certified awards and corrections (review topic) ------------------------------------------
 
-async def _award(conn: asyncpg.Connection, ev: PointsAwarded) -> None:
+async def _awards(conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
     """Held until the month's ``MonthCertified`` (shared.events.review.CertifiedMonths' rule)."""
-    await conn.execute("insert into held_awards values ($1,$2,$3,$4,$5,$6,$7,$8) on conflict do nothing",
-                       ev.community_id, ev.month, ev.item_id, ev.subject_id, ev.category, ev.dimension,
-                       ev.rule_code, ev.points)
+    await conn.execute(
+        """insert into held_awards select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                                         $6::text[], $7::text[], $8::integer[])
+           on conflict do nothing""",
+        *([getattr(a, f) for a in awards] for f in AWARD_FIELDS))
 
 
 async def _certified(conn: asyncpg.Connection, ev: MonthCertified) -> None:
@@ -229,8 +248,7 @@ async def _certified(conn: asyncpg.Connection, ev: MonthCertified) -> None:
         return
     rows = await conn.fetch("select * from held_awards where community_id = $1 and month = $2",
                             ev.community_id, ev.month)
-    awards = [PointsAwarded(**{k: r[k] for k in ("item_id", "community_id", "month", "subject_id", "category",
-                                                 "dimension", "rule_code", "points")}) for r in rows]
+    awards = [PointsAwarded(**{k: r[k] for k in AWARD_FIELDS}) for r in rows]
     if (len(awards), sum(a.points for a in awards), certification_digest(awards)) != (ev.count, ev.total, ev.digest):
         log.error("exchange.certification_mismatch", community=ev.community_id, month=ev.month, held=len(awards))
         await conn.execute("delete from certified_months where community_id = $1 and month = $2",
@@ -357,9 +375,12 @@ on conflict do nothing
 
 _HANDLERS: dict[type[Event], Callable[[asyncpg.Connection, Any], Awaitable[None]]] = {
     SubjectRegistered: _subject, SubjectCategoriesChanged: _categories, SubjectMovedOut: _moved_out,
-    CommunityRegistered: _community, DeclarationSubmitted: _submitted, DeductionRecorded: _submitted,
-    ItemRejected: _rejected, VerificationOverruled: _rejected, PointsAwarded: _award, MonthCertified: _certified,
+    CommunityRegistered: _community,
+    ItemRejected: _rejected, VerificationOverruled: _rejected, MonthCertified: _certified,
     PointsCorrected: _corrected, ItemListed: _listed, PriceChanged: _price, LimitsChanged: _limits,
     StockReceived: _received, Redeemed: _redeemed, RedemptionReturned: _returned,
 }
-READS = tuple(_HANDLERS)  # what apply looks at: the projection passes over the rest undecoded
+# a run of these in a row is applied in one statement
+_RUNS: dict[type[Event], Callable[[asyncpg.Connection, list[Any]], Awaitable[None]]] = {
+    DeclarationSubmitted: _submitted, DeductionRecorded: _submitted, PointsAwarded: _awards}
+READS = (*_HANDLERS, *_RUNS)  # what apply looks at: the projection passes over the rest undecoded

@@ -8,6 +8,7 @@ import pytest
 
 from services.exchange import state, tables
 from services.exchange.domain.evolve import fold
+from shared.events import Event
 from shared.events.exchange import PriceChanged, RedeemedLine
 from shared.events.review import ItemRejected, PointsCorrected
 from tests.integration.exchange.support import certified_month, pending_item, subject
@@ -95,3 +96,37 @@ async def test_given_awards_then_they_count_only_with_a_matching_month_certified
         await tables.apply(conn, [correction, correction, ItemRejected(
             item_id=f"pend-{b.subject_id}", community_id="c-01", month="2026-12", reason="不实")])
         assert await figures(conn) == {a.subject_id: (7, 0), b.subject_id: (1, 0)}
+
+
+async def test_given_items_and_a_whole_certification_in_one_batch_then_the_rows_are_as_applied_one_by_one(
+        pool: asyncpg.Pool) -> None:
+    # given a roster, items (one declared twice: the later wins), a month's awards (one re-sent) and its closing
+    a, b = subject(1), subject(2)
+    *awards, closing = certified_month("c-01", "2026-11", {a.subject_id: 7, b.subject_id: 3})
+    again = pending_item(a.subject_id, 6).model_copy(update={"item_id": f"pend-{a.subject_id}", "points": 9})
+    events = [a, b, pending_item(a.subject_id, 6), pending_item(b.subject_id, 4), again, *awards, awards[0], closing,
+              pending_item(b.subject_id, 2, "c-01").model_copy(update={"item_id": "late"})]
+
+    async def rows_after(calls: list[list[Event]]) -> tuple[list[tuple[object, ...]], ...]:
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                await conn.execute(tables.SCHEMA)
+                for call in calls:
+                    await tables.apply(conn, call)
+                out = []
+                for t in ("balances", "points_items", "held_awards", "certified_months"):
+                    out.append([tuple(r) for r in await conn.fetch(f"select * from {t} order by 1, 2")])
+                return tuple(out)
+            finally:
+                await tx.rollback()
+
+    # when applied in one call and one event per call, then the same rows
+    one_call = await rows_after([events])
+    assert one_call == await rows_after([[ev] for ev in events])
+    balances, items, held, certified = one_call
+    assert [(r[0], r[2]) for r in balances] == [(a.subject_id, 7), (b.subject_id, 3)] and held == []
+    assert (f"pend-{a.subject_id}", a.subject_id, 9, "submitted") in items
+    assert ("late", b.subject_id, 2, "submitted") in items
+    assert certified == [("c-01", "2026-11")]
