@@ -68,12 +68,12 @@ def test_given_names_read_then_poison_and_unknown_types_are_still_decoded_and_de
 
 def test_given_the_ranking_then_it_decodes_what_it_ranks_and_passes_over_the_rest() -> None:
     decl, review = DECLARATIONS.name(COUNTY), REVIEW.name(COUNTY)
-    attended = ActivityAttendanceRecorded.model_construct()
+    attended = ActivityAttendanceRecorded.type_name()
     owners, everything = Owners(COUNTY, RankingProjection.reads), Owners(COUNTY)
     for owners_, expected in ((owners, [SubjectRegistered, PointsAwarded, MonthCertified]),
                               (everything, [SubjectRegistered, ItemVerified, PointsAwarded, MonthCertified])):
         batch = {TopicPartition(decl, 0): [record(decl, REGISTERED, "declarations", 0),
-                                           record(decl, attended, "declarations", 1, body=b"{}")],
+                                           record(decl, REGISTERED, "declarations", 1, type_name=attended, body=b"{}")],
                  TopicPartition(review, 0): [record(review, VERIFIED, "review", 0), record(review, AWARD, "review", 1),
                                              record(review, CERTIFIED, "review", 2)]}
         good, dead, _ = prepare(batch, owners_)
