@@ -147,9 +147,9 @@ class LedgerProjection(Projection):
             await conn.executemany(
                 """insert into ledger_subjects values ($1, $2, $3)
                    on conflict (subject_id) do update set name = excluded.name""", subjects)
-        if reviews:
-            last = {item_id: (item_id, status, note) for item_id, status, note in reviews}  # log order: last wins
-            await conn.executemany(
-                """insert into ledger_review values ($1, $2, $3)
+        if reviews:  # one statement for the batch (a certification is an award per item), one row per item
+            last = {item_id: (status, note) for item_id, status, note in reviews}  # log order: the last wins
+            await conn.execute(
+                """insert into ledger_review select * from unnest($1::text[], $2::text[], $3::text[])
                    on conflict (item_id) do update set status = excluded.status, note = excluded.note""",
-                list(last.values()))
+                list(last), [status for status, _ in last.values()], [note for _, note in last.values()])
