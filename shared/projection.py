@@ -375,7 +375,7 @@ class ProjectionRunner:
         self.fetched = 0  # records handed to the runner by the consumer
         self.discarded = 0  # of those, below the partition's stored offset (already applied): never applied
         self.retried = 0  # transactions rolled back by a transient error and run again
-        self.batch_records = 20_000  # at most per transaction (a replay takes more)
+        self.batch_records = settings.projection_batch_records  # at most per transaction (a replay takes more)
         self._unsettled = projection.settles  # applied since it last settled (or before a restart)
         self._settled_at = 0.0
         self._settle_took = 0.0  # seconds the last transaction that settled took

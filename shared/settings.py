@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         500, ge=0, description="Longest a live projection's fetch waits at the broker for kafka_fetch_min_bytes: "
                                "on a quiet log, each consumer asks the broker this often.")
+    projection_batch_records: int = Field(
+        20_000, ge=1, description="Most records a live projection applies in one transaction: fewer, larger "
+                                  "transactions while it is behind the log (a certification's awards).")
     max_body_bytes: int = Field(256 * 1024, description="Larger HTTP bodies are refused with 413.")
     token_secret: str = Field(
         "dev-only-secret-change-me-in-production-32b", min_length=32,

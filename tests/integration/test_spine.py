@@ -102,6 +102,7 @@ async def test_projection_killed_mid_run_still_applies_each_event_once(pool: asy
     stop_relay = asyncio.Event()
     relay = asyncio.create_task(Relay(pool, settings, source_for("declarations")).run(stop_relay))
     runner_args = ["-m", "shared.projection", "run", "tests.support.spine:TickLog"]
+    settings = settings.model_copy(update={"projection_batch_records": 1000})  # many transactions: killed mid-run
     proc = spawn(runner_args, settings)
     try:
         await wait_for(lambda: _count_over(pool, 2_000), 60, "the projection to be under way")
