@@ -63,12 +63,14 @@ class Changed:
 # reason. A ranking is a number in the statement, g = target * 32 + the category's place in $9 (joins
 # and groups on numbers, not on names). The ranks come from a tally of the scores (a few hundred rows),
 # not from sorting the members. Every ranking's order (ranked by score, ties by subject id in code
-# point order, then the not ranked by subject id) is one bigint, so all of them are put in order by
-# one sort of numbers: g, then the rank (the not ranked after every rank), then the subject's place
-# in code point order among the subjects of the scopes ($12 bits each for the rank and the place:
-# more than the subjects). Built from text, the same key sorted 25% slower at county size; a sort on
-# several keys, three times slower. The lists and the lines of the digest (sha256 over
-# "subject\tscore\trank\tfrom_bottom\tnot_ranked\n") are aggregated in that order and cut per ranking.
+# point order, then the not ranked by subject id) is one bigint: g, then the rank (the not ranked after
+# every rank), then the subject's place in code point order among the subjects of the scopes ($12 bits
+# each for the rank and the place: more than the subjects). Built from text, the same key sorted 25%
+# slower at county size. The lists and the lines of the digest (sha256 over
+# "subject\tscore\trank\tfrom_bottom\tnot_ranked\n") are aggregated per ranking in that order (all of
+# them cut from one list of every ranking's entries instead, 18 communities took 6.3 s, not 4.2 s:
+# slicing a list of text walks it from its start). Each target's subjects are found by a hash join on
+# the community (a join on "the county, or this community" compared every subject with every target).
 RANK = f"""
 create temp table rk_next on commit drop as
 with target(t, scope, period, first_day, last_day, months) as (
@@ -81,15 +83,20 @@ scores as materialized (  -- each ranking's score of a subject: its months' scor
     where m.community_id = any($10::text[]) and m.month = any($11::text[])  -- the index narrows, the join picks
       and m.category = any($9::text[])
     group by 1, 2),
+subjects as materialized (  -- each subject's place in code point order (the ties' order)
+    select subject_id, community_id, categories, registered_on, moved_out_on,
+           row_number() over (order by subject_id collate "C")::bigint as place from rk_subjects
+    where community_id = any(select scope from target) or exists (select from target where scope = '{COUNTY}')),
+reach as (  -- each target's subjects: its community's (a hash join), or every one for the county
+    select t.t, t.first_day, t.last_day, s.* from target t join subjects s on s.community_id = t.scope
+    union all
+    select t.t, t.first_day, t.last_day, s.* from target t cross join subjects s where t.scope = '{COUNTY}'),
 members as materialized (
     select k.g, s.subject_id, s.place, coalesce(sc.score, 0)::bigint as score,
-           case when s.registered_on > t.first_day then '{JOINED_MID_PERIOD}'
-                when s.moved_out_on <= t.last_day then '{MOVED_OUT_MID_PERIOD}' end as not_ranked
-    from target t join (  -- each subject's place in code point order (the ties' order)
-        select *, row_number() over (order by subject_id collate "C")::bigint as place from rk_subjects
-        where community_id = any(select scope from target) or exists (select from target where scope = '{COUNTY}')
-    ) s on t.scope = '{COUNTY}' or s.community_id = t.scope
-    cross join lateral (select t.t * 32 + array_position($9::text[], c) as g from unnest(s.categories) as c
+           case when s.registered_on > s.first_day then '{JOINED_MID_PERIOD}'
+                when s.moved_out_on <= s.last_day then '{MOVED_OUT_MID_PERIOD}' end as not_ranked
+    from reach s
+    cross join lateral (select s.t * 32 + array_position($9::text[], c) as g from unnest(s.categories) as c
                         where c = any($9::text[])) as k
     left join scores sc on (sc.g, sc.subject_id) = (k.g, s.subject_id)),
 tally as materialized (  -- how many members of a ranking have each score: ranks without sorting the members
@@ -100,28 +107,25 @@ ranks as (
            (sum(n) over (partition by g order by score rows unbounded preceding) - n + 1)::integer as from_bottom
     from tally where ranked),
 ranked as (
-    select m.subject_id, m.score, m.not_ranked, r.rank, r.from_bottom,
+    select m.g, m.subject_id, m.score, m.not_ranked, r.rank, r.from_bottom,
            -- the ranking's order as one number: ranking, rank (the not ranked last), place
            (m.g::bigint << (2 * $12)) | (coalesce(r.rank, (1::bigint << $12) - 1) << $12) | m.place as key
     from members m left join ranks r on m.not_ranked is null and (r.g, r.score) = (m.g, m.score)),
-everyone as materialized (  -- every ranking's entries in order, in one sort
-    select array_agg(subject_id order by key) as subject_ids, array_agg(score order by key) as scores,
+everyone as materialized (  -- each ranking's entries in order
+    select g, array_agg(subject_id order by key) as subject_ids, array_agg(score order by key) as scores,
            array_agg(rank order by key) as ranks, array_agg(from_bottom order by key) as from_bottoms,
            array_agg(not_ranked order by key) as not_rankeds,
            array_agg(subject_id || E'\\t' || score || E'\\t' || coalesce(rank::text, 'None') || E'\\t'
                      || coalesce(from_bottom::text, 'None') || E'\\t' || coalesce(not_ranked, 'None') || E'\\n'
                      order by key) as lines
-    from ranked),
+    from ranked group by g),
 sizes as (select g, sum(n)::integer as n, coalesce(sum(n) filter (where ranked), 0)::integer as ranked
-          from tally group by 1),
-spans as (select *, (sum(n) over (order by g rows unbounded preceding) - n + 1)::integer as first from sizes)
+          from tally group by 1)
 select t.scope, ($9::text[])[s.g % 32] as category, t.period,
-       encode(sha256(convert_to(array_to_string(e.lines[s.first:s.first + s.n - 1], ''), 'UTF8')), 'hex') as digest,
+       encode(sha256(convert_to(array_to_string(e.lines, ''), 'UTF8')), 'hex') as digest,
        s.ranked, s.n - s.ranked as not_ranked, string_to_array(t.months, ',') as months,
-       e.subject_ids[s.first:s.first + s.n - 1] as subject_ids, e.scores[s.first:s.first + s.n - 1] as scores,
-       e.ranks[s.first:s.first + s.n - 1] as ranks, e.from_bottoms[s.first:s.first + s.n - 1] as from_bottoms,
-       e.not_rankeds[s.first:s.first + s.n - 1] as not_rankeds
-from spans s join target t on t.t = s.g / 32 cross join everyone e"""
+       e.subject_ids, e.scores, e.ranks, e.from_bottoms, e.not_rankeds
+from sizes s join target t on t.t = s.g / 32 join everyone e using (g)"""
 assert len(CATEGORIES) < 32, "RANK numbers a ranking target * 32 + category"
 
 # Write what differs: rankings gone from a recomputed (scope, period) (found by the digests: every
