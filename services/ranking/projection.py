@@ -2,22 +2,21 @@
 
 A month counts only once its ``MonthCertified`` and all its awards are applied and the count,
 total and digest match (``complete``). Whatever a batch changed (a month certified, a correction
-in a certified month, the roster of a community with certified months) is put off (``rk_pending``:
-the community's months and the county's) and recomputed from the tables alone when the runner
-settles: when it has caught up with the log, so a burst of certifications, or a catch-up after an
-outage, ranks each community once, all of them in one statement, and then the county (200,000
-subjects and more) once. A rebuild from offset 0 settles at its end, so it ends byte-identical to
-the live model, whatever order the two topics were interleaved in. While a community's
-certification is still arriving (its awards applied, its ``MonthCertified`` not yet), settling is
-put off again: a certification is one transaction on review's log, so the rest follows, and it is
-ranked once it is in, not once per relay batch of a certification as it lands (the runner insists
-after a few seconds of a quiet log, and at the end of a catch-up or replay).
+in a certified month, the roster of a community with certified months) is recomputed at the end
+of the batch from the tables alone, so a rebuild from offset 0 ends byte-identical to the live
+model, whatever order the two topics were interleaved in. The county's rankings (200,000 subjects
+and more) are put off (``rk_county_pending``) until the runner settles: when it has caught up with
+the log, so a burst of certifications, or a catch-up after an outage, ranks the county once. While a
+community's certification is still arriving (its awards applied, its ``MonthCertified`` not yet), the
+county is put off again: a certification is one transaction on review's log, so the rest follows,
+and the county is ranked once it is in, not once per relay batch of a certification as it lands (the
+runner insists after a few seconds of a quiet log, and at the end of a catch-up or replay).
 
 The live runner is built with an ``emitter``: in the same transaction as the rows and the
 offsets, it appends ``RankingChanged`` and consequence events to the service's own log for every
-ranking whose digest differs from what was last appended (``ranking_emitted``), each caused by the
-last event that touched its scope. Redelivery is skipped by the stored offsets, so nothing is said
-twice; a replay (``RankingProjection()``, no emitter, scratch schema) never appends.
+ranking whose digest differs from what was last appended (``ranking_emitted``). Redelivery is
+skipped by the stored offsets, so nothing is said twice; a replay (``RankingProjection()``, no
+emitter, scratch schema) never appends.
 """
 
 from __future__ import annotations
@@ -71,14 +70,13 @@ class RankingProjection(Projection):
         self.certifying: set[tuple[str, str]] = set()
 
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
-        dirty: dict[str, set[str]] = {}  # community -> months to rank again
+        dirty: dict[str, set[str]] = {}  # community -> months to recompute
         roster_changed: set[str] = set()
         rescored: set[tuple[str, str]] = set()  # (community, month) certified or corrected: its scores summed again
-        causes: dict[str, Envelope] = {}  # community -> the last event that changed its rankings
         awards: list[PointsAwarded] = []
         items: list[DeclarationSubmitted | DeductionRecorded] = []  # only looked up ("why"): written at the end
         registered: dict[str, SubjectRegistered] = {}  # upserts put together (the last of a subject wins)
-        trigger: Envelope | None = None  # the batch's: the county's cause, and that of a community a subject left
+        trigger: Envelope | None = None
         for env in envelopes:
             ev = env.event
             if isinstance(ev, PointsAwarded):
@@ -91,7 +89,6 @@ class RankingProjection(Projection):
                 registered.pop(ev.subject_id, None)
                 registered[ev.subject_id] = ev
                 roster_changed.add(ev.community_id)
-                causes.setdefault(ev.community_id, env)
                 trigger = trigger or env
                 continue
             if awards:  # log order: a month's awards land before its MonthCertified
@@ -105,7 +102,7 @@ class RankingProjection(Projection):
                 if await _certified(conn, env, ev):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
                     rescored.add((ev.community_id, ev.month))
-                    causes[ev.community_id] = trigger = env
+                    trigger = env
             elif isinstance(ev, PointsCorrected):
                 await conn.execute(
                     "insert into rk_corrections values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) on conflict do nothing",
@@ -115,10 +112,9 @@ class RankingProjection(Projection):
                                        ev.community_id, ev.month):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
                     rescored.add((ev.community_id, ev.month))
-                    causes[ev.community_id] = trigger = env
+                    trigger = env
             elif await _roster(conn, ev):
                 roster_changed.add(ev.community_id)  # type: ignore[attr-defined]
-                causes.setdefault(ev.community_id, env)  # type: ignore[attr-defined]
                 trigger = trigger or env
         if awards:
             await self._awards(conn, awards)
@@ -130,18 +126,17 @@ class RankingProjection(Projection):
             months = await conn.fetch("select month from rk_months where community_id = $1 and complete", community)
             if months:
                 dirty.setdefault(community, set()).update(r["month"] for r in months)
-        if dirty:  # ranked when the projection settles: each community once, then the county, for a burst
+        if dirty:
+            started = time.perf_counter()
+            changed = await recompute.run(conn, dirty, county=False, rescored=rescored)
             assert trigger is not None
-            put_off = [(c, m, (c, m) in rescored, causes.get(c, trigger)) for c, ms in sorted(dirty.items())
-                       for m in sorted(ms)]
-            put_off += [(COUNTY, m, False, trigger) for m in sorted({m for ms in dirty.values() for m in ms})]
-            await conn.execute(
-                """insert into rk_pending select * from unnest($1::text[], $2::text[], $3::boolean[], $4::uuid[],
-                       $5::timestamptz[], $6::text[])
-                   on conflict (scope, month) do update set rescored = rk_pending.rescored or excluded.rescored,
-                       trigger_id = excluded.trigger_id, trigger_time = excluded.trigger_time,
-                       correlation_id = excluded.correlation_id""",
-                *zip(*[(s, m, r, e.id, e.time, e.correlation_id) for s, m, r, e in put_off], strict=True))
+            await conn.execute(  # the county's rankings of these months: when the projection settles
+                """insert into rk_county_pending select m, $2, $3, $4 from unnest($1::text[]) as m
+                   on conflict (month) do update set trigger_id = excluded.trigger_id,
+                       trigger_time = excluded.trigger_time, correlation_id = excluded.correlation_id""",
+                sorted({m for months in dirty.values() for m in months}), trigger.id, trigger.time,
+                trigger.correlation_id)
+            await self._said(conn, changed, trigger, started, months={c: sorted(m) for c, m in dirty.items()})
 
     async def _awards(self, conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
         """Copied in (a certification brings 100,000 awards and more). An item is awarded once: a second
@@ -152,37 +147,27 @@ class RankingProjection(Projection):
         self.certifying.update({(a.community_id, a.month) for a in awards})
 
     async def settle(self, conn: asyncpg.Connection, *, more_coming: bool) -> bool:
-        """Rank what was put off: the communities (all in one statement), then the county (merged from
-        them), once for a burst of certifications; put off again while a certification is still arriving
-        and the runner says more may be coming."""
+        """Rank the county for the months put off (once for a burst of certifications); put off again
+        while a certification is still arriving and the runner says more may be coming."""
         if more_coming and self.certifying:
             return False
         self.certifying.clear()  # what is left (a certification cut short on the log) holds no later settle up
-        pending = await conn.fetch("delete from rk_pending returning *")
-        causes = {}  # scope -> the last event that touched it
-        for r in sorted(pending, key=lambda r: (r["trigger_time"], str(r["trigger_id"]))):
-            causes[r["scope"]] = Trigger(r["trigger_id"], r["trigger_time"], r["correlation_id"])
-        dirty: dict[str, set[str]] = {}
-        for r in pending:
-            dirty.setdefault(r["scope"], set()).add(r["month"])
-        county_months = dirty.pop(COUNTY, set())
-        if dirty:
-            started = time.perf_counter()
-            rescored = {(r["scope"], r["month"]) for r in pending if r["rescored"]}
-            changed = await recompute.run(conn, dirty, county=False, rescored=rescored)
-            await self._said(conn, changed, causes, started, months={c: sorted(m) for c, m in dirty.items()})
-        if county_months:
-            started = time.perf_counter()
-            changed = await county.run(conn, county_months)
-            await self._said(conn, changed, causes, started, months={COUNTY: sorted(county_months)})
+        pending = await conn.fetch("delete from rk_county_pending returning *")
+        if not pending:
+            return True
+        started = time.perf_counter()
+        changed = await county.run(conn, {r["month"] for r in pending})
+        last = max(pending, key=lambda r: (r["trigger_time"], str(r["trigger_id"])))
+        await self._said(conn, changed, Trigger(last["trigger_id"], last["trigger_time"], last["correlation_id"]),
+                         started, months={COUNTY: sorted(r["month"] for r in pending)})
         return True
 
-    async def _said(self, conn: asyncpg.Connection, changed: recompute.Changed, causes: dict[str, Trigger],
+    async def _said(self, conn: asyncpg.Connection, changed: recompute.Changed, trigger: Trigger | Envelope,
                     started: float, months: dict[str, list[str]]) -> None:
         await conn.execute("select pg_notify($1, '')", leaderboard.CHANNEL)  # delivered on commit
         emitted = 0
         if self.emitter is not None:
-            emitted = await self.emitter.emit(conn, changed, causes)
+            emitted = await self.emitter.emit(conn, changed, trigger)
         log.info("ranking.recomputed", months=months, rankings=len(changed.rankings), emitted=emitted,
                  seconds=round(time.perf_counter() - started, 3))
 

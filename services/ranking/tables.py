@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from shared.events.ranking import COUNTY
-
 
 def month_sums(months: str) -> str:
     """The scores of the (community, month)s that ``months`` (a query of such pairs) gives: their awards
@@ -76,21 +74,12 @@ create table if not exists rk_ranking_digests (
 do $$ begin  -- an installation from before the lists: its rankings are recomputed by a rebuild
     if to_regclass('rk_rankings') is not null then drop table rk_rankings; delete from rk_ranking_digests; end if;
 end $$;
--- rankings put off while the projection is behind the log (recomputed when it settles: a burst of
--- certifications ranks each community once and the county once): per scope (a community, or the county)
--- and month, whether its scores are to be summed again, and the last event that touched it (the cause of
--- the ranking events said when it settles)
-create table if not exists rk_pending (
-    scope text not null, month text not null, rescored boolean not null, trigger_id uuid not null,
-    trigger_time timestamptz not null, correlation_id text not null, primary key (scope, month)
+-- county months whose rankings are put off while the projection is behind the log (settled when it
+-- has caught up: a burst of certifications ranks the county once), with the last event that touched
+-- each (the cause of the ranking events said when it settles)
+create table if not exists rk_county_pending (
+    month text primary key, trigger_id uuid not null, trigger_time timestamptz not null, correlation_id text not null
 );
-do $$ begin  -- an installation from before communities were put off too: its county months carry over
-    if to_regclass('rk_county_pending') is not null then
-        insert into rk_pending select '{COUNTY}', month, false, trigger_id, trigger_time, correlation_id
-            from rk_county_pending on conflict do nothing;
-        drop table rk_county_pending;
-    end if;
-end $$;
 create table if not exists rk_consequences (
     community_id text not null, subject_id text not null, consequence text not null, basis text not null,
     primary key (subject_id, consequence)
@@ -116,7 +105,7 @@ def entries(first: str = "") -> str:
 
 ENTRIES = entries()
 TABLES = ("rk_communities", "rk_subjects", "rk_items", "rk_awards", "rk_corrections", "rk_months", "rk_month_scores",
-          "rk_ranking_lists", "rk_ranking_digests", "rk_pending", "rk_consequences", "rk_talks_due",
+          "rk_ranking_lists", "rk_ranking_digests", "rk_county_pending", "rk_consequences", "rk_talks_due",
           "rk_nominations")
 
 # What the live runner last appended to the ranking log: not part of the read model (a rebuild never

@@ -103,7 +103,7 @@ class Untouched:
 
 class NothingPending:
     async def fetch(self, query: str, *args: Any) -> list[Any]:
-        assert "rk_pending" in query
+        assert "rk_county_pending" in query
         return []
 
 
