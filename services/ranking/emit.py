@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,9 +73,14 @@ class Emitter:
     def __init__(self, store: EventStore) -> None:
         self.store = store
 
-    async def emit(self, conn: asyncpg.Connection, changed: Changed, trigger: Trigger | Envelope) -> int:
-        recorded = Recorded(actor=ACTOR, time=trigger.time, correlation_id=uuid.UUID(trigger.correlation_id),
-                            causation_id=trigger.id)
+    async def emit(self, conn: asyncpg.Connection, changed: Changed, causes: Mapping[str, Trigger | Envelope]
+                   ) -> int:
+        """Append what changed, each ranking's and community's events caused by ``causes[scope]``."""
+        def recorded(scope: str) -> Recorded:
+            cause = causes[scope]
+            return Recorded(actor=ACTOR, time=cause.time, correlation_id=uuid.UUID(cause.correlation_id),
+                            causation_id=cause.id)
+
         appends: list[Append] = []
         streams = {ranking_stream(r.scope, r.category, r.period): r for r in changed.rankings}
         said = {r["stream_id"]: (r["digest"], r["version"]) for r in await conn.fetch(
@@ -88,7 +94,7 @@ class Emitter:
                 community_id=r.scope, category=r.category, period=r.period,
                 top=heads.get((r.scope, r.category, r.period), ()), ranked=r.ranked, not_ranked=r.not_ranked,
                 digest=r.digest, certified_months=r.months)
-            appends.append((stream, version, [event], r.scope, recorded))
+            appends.append((stream, version, [event], r.scope, recorded(r.scope)))
             updates.append((stream, r.digest, version + 1))
         for community, after in sorted(changed.consequences.items()):
             rows = await conn.fetch("select * from consequence_emitted where community_id = $1", community)
@@ -104,7 +110,7 @@ class Emitter:
                 continue
             stream = f"consequences-{community}"
             version, _ = await self.store.stream_version(conn, stream)
-            appends.append((stream, version, events, community, recorded))
+            appends.append((stream, version, events, community, recorded(community)))
             await conn.execute("delete from consequence_emitted where community_id = $1", community)
             await conn.executemany("insert into consequence_emitted values ($1, $2, $3, $4)",
                                    [(community, s, c, b) for (s, c), b in sorted(after.items())])

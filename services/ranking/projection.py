@@ -14,7 +14,8 @@ runner insists after a few seconds of a quiet log, and at the end of a catch-up 
 
 The live runner is built with an ``emitter``: in the same transaction as the rows and the
 offsets, it appends ``RankingChanged`` and consequence events to the service's own log for every
-ranking whose digest differs from what was last appended (``ranking_emitted``). Redelivery is
+ranking whose digest differs from what was last appended (``ranking_emitted``), each caused by the
+last event that touched its community (the county's: the last put off). Redelivery is
 skipped by the stored offsets, so nothing is said twice; a replay (``RankingProjection()``, no
 emitter, scratch schema) never appends.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -73,6 +74,7 @@ class RankingProjection(Projection):
         dirty: dict[str, set[str]] = {}  # community -> months to recompute
         roster_changed: set[str] = set()
         rescored: set[tuple[str, str]] = set()  # (community, month) certified or corrected: its scores summed again
+        causes: dict[str, Envelope] = {}  # community -> the last event that changed its rankings
         awards: list[PointsAwarded] = []
         items: list[DeclarationSubmitted | DeductionRecorded] = []  # only looked up ("why"): written at the end
         registered: dict[str, SubjectRegistered] = {}  # upserts put together (the last of a subject wins)
@@ -89,6 +91,7 @@ class RankingProjection(Projection):
                 registered.pop(ev.subject_id, None)
                 registered[ev.subject_id] = ev
                 roster_changed.add(ev.community_id)
+                causes.setdefault(ev.community_id, env)
                 trigger = trigger or env
                 continue
             if awards:  # log order: a month's awards land before its MonthCertified
@@ -102,7 +105,7 @@ class RankingProjection(Projection):
                 if await _certified(conn, env, ev):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
                     rescored.add((ev.community_id, ev.month))
-                    trigger = env
+                    causes[ev.community_id] = trigger = env
             elif isinstance(ev, PointsCorrected):
                 await conn.execute(
                     "insert into rk_corrections values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) on conflict do nothing",
@@ -112,9 +115,10 @@ class RankingProjection(Projection):
                                        ev.community_id, ev.month):
                     dirty.setdefault(ev.community_id, set()).add(ev.month)
                     rescored.add((ev.community_id, ev.month))
-                    trigger = env
+                    causes[ev.community_id] = trigger = env
             elif await _roster(conn, ev):
                 roster_changed.add(ev.community_id)  # type: ignore[attr-defined]
+                causes.setdefault(ev.community_id, env)  # type: ignore[attr-defined]
                 trigger = trigger or env
         if awards:
             await self._awards(conn, awards)
@@ -136,7 +140,8 @@ class RankingProjection(Projection):
                        trigger_time = excluded.trigger_time, correlation_id = excluded.correlation_id""",
                 sorted({m for months in dirty.values() for m in months}), trigger.id, trigger.time,
                 trigger.correlation_id)
-            await self._said(conn, changed, trigger, started, months={c: sorted(m) for c, m in dirty.items()})
+            await self._said(conn, changed, {c: causes.get(c, trigger) for c in dirty}, started,
+                             months={c: sorted(m) for c, m in dirty.items()})
 
     async def _awards(self, conn: asyncpg.Connection, awards: list[PointsAwarded]) -> None:
         """Copied in (a certification brings 100,000 awards and more). An item is awarded once: a second
@@ -158,16 +163,17 @@ class RankingProjection(Projection):
         started = time.perf_counter()
         changed = await county.run(conn, {r["month"] for r in pending})
         last = max(pending, key=lambda r: (r["trigger_time"], str(r["trigger_id"])))
-        await self._said(conn, changed, Trigger(last["trigger_id"], last["trigger_time"], last["correlation_id"]),
+        await self._said(conn, changed, {COUNTY: Trigger(last["trigger_id"], last["trigger_time"],
+                                                         last["correlation_id"])},
                          started, months={COUNTY: sorted(r["month"] for r in pending)})
         return True
 
-    async def _said(self, conn: asyncpg.Connection, changed: recompute.Changed, trigger: Trigger | Envelope,
-                    started: float, months: dict[str, list[str]]) -> None:
+    async def _said(self, conn: asyncpg.Connection, changed: recompute.Changed,
+                    causes: Mapping[str, Trigger | Envelope], started: float, months: dict[str, list[str]]) -> None:
         await conn.execute("select pg_notify($1, '')", leaderboard.CHANNEL)  # delivered on commit
         emitted = 0
         if self.emitter is not None:
-            emitted = await self.emitter.emit(conn, changed, trigger)
+            emitted = await self.emitter.emit(conn, changed, causes)
         log.info("ranking.recomputed", months=months, rankings=len(changed.rankings), emitted=emitted,
                  seconds=round(time.perf_counter() - started, 3))
 

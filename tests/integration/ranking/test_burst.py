@@ -16,6 +16,8 @@ from shared.events.declarations import (
     SubjectMovedOut,
     SubjectRegistered,
 )
+from shared.events.ranking import COUNTY
+from shared.events.review import MonthCertified
 from shared.settings import Settings
 from tests.integration.ranking.support import County, Outbox, eventually, live_runner
 
@@ -57,6 +59,14 @@ async def test_given_six_certifications_on_the_log_when_the_live_runner_reads_th
         assert ranked == 6 * 20
         community_said = await pool.fetchval("select count(*) from ranking_emitted where stream_id like 'ranking-c-%'")
         assert community_said == 6 * 3  # month, quarter and year of each community
+        # and: each community's ranking events were caused by its own MonthCertified (a batch holds parts of
+        # several certifications), the county's by one of them
+        certified = {r["key"]: r["event_id"] for r in await review.pool.fetch(
+            "select key, event_id from events where type = $1", MonthCertified.type_name())}
+        causes = await pool.fetch("select key, causation_id from events where stream_id like 'ranking-%'")
+        assert {r["key"] for r in causes} == {*COMMUNITIES, COUNTY}
+        assert all(r["causation_id"] == certified[r["key"]] for r in causes if r["key"] != COUNTY), causes
+        assert {r["causation_id"] for r in causes if r["key"] == COUNTY} <= set(certified.values())
 
         # and: a rebuild from offset 0 is byte-identical, with nothing left put off
         built = await replay.rebuild(pool, RankingProjection(), settings)
