@@ -83,7 +83,8 @@ def final(result: Result) -> Group:
     out.append(intake)
     r = f["rankings"]
     delay = r.get("last_certified_to_last_ranking_s", math.nan)
-    verdict = "met" if delay <= 10 else "MISSED"
+    complete = r.get("communities_ranked") == plan.communities and r.get("county_ranked") and delay >= 0
+    verdict = ("met" if delay <= 10 else "MISSED") if complete else "not measured: not every ranking was said"
     ranking = Table("certification → rankings", "", title="certification and rankings", title_justify="left")
     ranking.add_row("communities certified", f"{r.get('month_certified_records', 0)} MonthCertified records")
     ranking.add_row("ranking events after the certifications", f"{r.get('ranking_events', 0):,}; communities ranked "

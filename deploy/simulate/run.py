@@ -142,10 +142,22 @@ async def simulate(handle: StackHandle, result: Result, logs: Path, *, partition
         signed = await phase("certification", *(staff.certify(c, review, tokens, month, run_id, d["verified"])
                                                 for c, d in zip(communities, decided, strict=True)))
         certification.tally.done = len(signed)
-        await phase("rankings", watch.settled(lag_of=["ranking/"], outboxes=["review", "ranking"], quiet_s=3,
-                                              patience_s=PATIENCE_S))
-        result.phase("rankings").notes |= await rankings(county.settings, review_from, ranking_from, max(signed),
-                                                         [c.id for c in communities])
+        async def ranked() -> dict[str, Any]:
+            """Until every community and the county were ranked after the certifications, and all is said
+            (the ranking service may have read everything and still be ranking what it put off)."""
+            deadline = time.monotonic() + PATIENCE_S
+            while True:
+                await watch.settled(lag_of=["ranking/"], outboxes=["review", "ranking"], quiet_s=3,
+                                    patience_s=PATIENCE_S)
+                got = await rankings(county.settings, review_from, ranking_from, max(signed),
+                                     [c.id for c in communities])
+                if got["communities_ranked"] == len(communities) and got["county_ranked"]:
+                    return got
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not every ranking was said within {PATIENCE_S:.0f} s: {got}")
+                await asyncio.sleep(1)
+
+        result.phase("rankings").notes |= (await phase("rankings", ranked()))[0]
         # redemptions at several counters of every community's supermarket, once the awards count there
         redemptions = result.phase("redemptions")
         redemptions.total = plan.redemptions * len(communities)
