@@ -43,13 +43,3 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
         "fetch_max_bytes": 32 * 1024 * 1024,
     }
-
-
-def live_consumer_config(settings: Settings) -> dict[str, Any]:
-    """A live projection's consumer: its fetch returns as soon as a record is there, and on a quiet log
-    waits half a second at the broker. (Waiting for 32 KiB or 100 ms instead cost a county of 20 sites
-    and 44 idle consumers about 0.4 CPU seconds per second of nothing to read, and a lone record 0.1 s.)"""
-    return consumer_config(settings) | {
-        "fetch_min_bytes": settings.kafka_fetch_min_bytes,
-        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
-    }

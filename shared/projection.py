@@ -41,7 +41,7 @@ from aiokafka.structs import ConsumerRecord
 from shared import recent
 from shared.envelope import Envelope, UndecodableRecord, decode, deployment_source, legacy_source, site_source
 from shared.events import Event, UnknownEventType, catalogue, event_class, load_catalogue
-from shared.kafka import consumer_config, live_consumer_config, producer_config
+from shared.kafka import consumer_config, producer_config
 from shared.logging import get_logger
 from shared.recent import RecentIds
 from shared.settings import Settings
@@ -676,7 +676,7 @@ class ProjectionRunner:
                          partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in read))
                 runner.ready.set()
 
-        consumer = AIOKafkaConsumer(**live_consumer_config(self.settings), group_id=self.group_id)
+        consumer = AIOKafkaConsumer(**consumer_config(self.settings), group_id=self.group_id)
         consumer.subscribe(self.topic_names, listener=SeekToStored())
         self.consumer = consumer
         self._live = True

@@ -43,12 +43,6 @@ class Settings(BaseSettings):
     relay_poll_s: float = Field(
         1.0, gt=0, description="Longest the relay sleeps when idle: an append wakes it at once (NOTIFY), this only "
                                "bounds the wait for rows written without one.")
-    kafka_fetch_min_bytes: int = Field(
-        1, ge=1, description="A live projection's fetch returns once this much is there (or after "
-                             "kafka_fetch_max_wait_ms). More than a record's size makes a lone record wait that long.")
-    kafka_fetch_max_wait_ms: int = Field(
-        500, ge=0, description="Longest a live projection's fetch waits at the broker for kafka_fetch_min_bytes: "
-                               "on a quiet log, each consumer asks the broker this often.")
     projection_batch_records: int = Field(
         20_000, ge=1, description="Most records a live projection applies in one transaction: fewer, larger "
                                   "transactions while it is behind the log (a certification's awards).")

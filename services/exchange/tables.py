@@ -13,6 +13,7 @@ so the result does not depend on the order partitions are read in.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -159,22 +160,13 @@ _ADD_STOCK = """insert into stock (item_id, community_id, {col}) values ($1, $2,
 
 async def apply(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
     """Each event through its handler, in log order; a run of points items or awards in one statement."""
-    run: list[Any] = []
-    many: Callable[[asyncpg.Connection, list[Any]], Awaitable[None]] | None = None
-    for ev in events:
-        kind = type(ev)
-        if run and _RUNS.get(kind) is not many:
-            await many(conn, run)  # type: ignore[misc]
-            run = []
-        if kind in _RUNS:
-            many = _RUNS[kind]
-            run.append(ev)
+    for many, run in itertools.groupby(events, key=lambda ev: _RUNS.get(type(ev))):
+        if many is not None:
+            await many(conn, list(run))
             continue
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
-            await handler(conn, ev)
-    if run:
-        await many(conn, run)  # type: ignore[misc]
+        for ev in run:
+            if (handler := _HANDLERS.get(type(ev))) is not None:
+                await handler(conn, ev)
 
 
 async def apply_redeemed(conn: asyncpg.Connection, events: Sequence[Redeemed]) -> None:
