@@ -79,15 +79,15 @@ REPORT_OFFSETS_S = 5.0  # how often the runner commits its stored offsets to the
 # passed over again after a restart: nothing is applied twice, a site's database is spared a transaction
 # per batch of the whole county's traffic.
 PASSED_OVER_STORE_S = 1.0
-SETTLE_EVERY_S = 30.0  # a projection that puts work off while behind the log settles at least this often
-# ... but never spends more than a share of its time settling while records keep coming: a settle
-# that took d seconds is followed by the next one SETTLE_SPACING * d later at the soonest (a batch
-# that caught up with the log), or later still (at least SETTLE_EVERY_S) while behind. A log that
-# trickles in (a relay publishing a certification) is caught up with again and again. The log gone
+SETTLE_EVERY_S = 30.0  # a projection that puts work off settles at least this often while records keep coming
+# ... but never spends more than a share of its time settling then: a settle that took d seconds is
+# followed by the next one SETTLE_SPACING * d later at the soonest (at least SETTLE_EVERY_S). The log gone
 # quiet (a fetch that brings nothing, every partition read at its high watermark) settles at once. A
-# fetch that brings nothing while the runner is still behind (its fetcher slow on a saturated machine:
-# in a full-size county run, three county rankings of 14-18 s each while tens of thousands of records
-# behind) counts as a batch behind.
+# batch that reaches the end of the log as last fetched does not: a relay publishing a burst (a month's
+# certifications) is caught up with again and again, and in a full-size county run one county ranking
+# between two certifications (7.7 s on the loaded machine) left the runner several certifications behind.
+# A fetch that brings nothing while the runner is still behind (its fetcher slow on a saturated machine)
+# counts as a batch behind.
 SETTLE_SPACING = 4.0
 # A settle put off by the projection (``Projection.settle`` returned False) is asked again with the next
 # batch, or on the next fetch that brings nothing; after this many such quiet fetches in a row (each
@@ -127,10 +127,10 @@ class Projection(ABC):
     async def apply(self, conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None: ...
 
     # A projection may put off costly work while the log is ahead of it (``settles``): the runner
-    # then calls ``settle`` in the transaction of a batch once it has caught up with the log (its
-    # partitions at their high watermarks), at least every ``SETTLE_EVERY_S`` while it has not (both spaced by the
-    # last settle's duration, ``SETTLE_SPACING``), when nothing more was fetched, and at the end of a
-    # catch-up or replay. Like ``apply`` it must not read the clock; what it writes is the same
+    # then calls ``settle`` in a transaction of its own once the log has gone quiet (a fetch brought
+    # nothing and its partitions are at their high watermarks), in the transaction of a batch at least
+    # every ``SETTLE_EVERY_S`` while records keep coming (spaced by the last settle's duration,
+    # ``SETTLE_SPACING``), and at the end of a catch-up or replay. Like ``apply`` it must not read the clock; what it writes is the same
     # whichever batch it ran with. While ``more_coming`` it may put the work off once more by
     # returning False (the runner asks again later); without, it must settle: at the end of a
     # catch-up or replay, and once the log has stayed quiet through ``QUIET_PUT_OFFS`` asks.
@@ -465,14 +465,16 @@ class ProjectionRunner:
                                                         more_coming=True))
 
     def settle_due(self, caught_up: bool, *, fetched: bool = True) -> bool:
-        """Settle with this batch: it reaches the end of the log as last fetched, or settling is
-        overdue; either only once the last settle is far enough behind (``SETTLE_SPACING``). After a
-        fetch that brought nothing (``fetched`` False): at once if caught up, else only if overdue."""
+        """Settle now: the log went quiet (a fetch brought nothing, ``fetched`` False, and every partition
+        is at its high watermark), or settling is overdue while records keep coming (``SETTLE_EVERY_S``,
+        spaced by the last settle's duration, ``SETTLE_SPACING``). A batch that merely reached the end of
+        the log as last fetched does not settle: a relay publishing a burst is caught up with again and
+        again, and each settle would hold the runner up while the rest of the burst waits."""
         if not self.projection.settles:
             return False
+        if caught_up and not fetched:
+            return True
         since = asyncio.get_running_loop().time() - self._settled_at
-        if caught_up:
-            return not fetched or since >= SETTLE_SPACING * self._settle_took
         return since > max(SETTLE_EVERY_S, SETTLE_SPACING * self._settle_took)
 
     def caught_up(self, consumer: AIOKafkaConsumer) -> bool:

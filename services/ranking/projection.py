@@ -5,8 +5,8 @@ total and digest match (``complete``). Whatever a batch changed (a month certifi
 in a certified month, the roster of a community with certified months) is recomputed at the end
 of the batch from the tables alone, so a rebuild from offset 0 ends byte-identical to the live
 model, whatever order the two topics were interleaved in. The county's rankings (200,000 subjects
-and more) are put off (``rk_county_pending``) until the runner settles: when it has caught up with
-the log, so a burst of certifications, or a catch-up after an outage, ranks the county once. While a
+and more) are put off (``rk_county_pending``) until the runner settles: when the log has gone quiet, so a
+burst of certifications, or a catch-up after an outage, ranks the county once. While a
 community's certification is still arriving (its awards applied, its ``MonthCertified`` not yet), the
 county is put off again: a certification is one transaction on review's log, so the rest follows,
 and the county is ranked once it is in, not once per relay batch of a certification as it lands (the

@@ -34,15 +34,16 @@ def runner_settled(ago: float, took: float) -> ProjectionRunner:
     return runner
 
 
-async def test_given_a_quick_settle_then_a_batch_that_caught_up_with_the_log_settles_again() -> None:
+async def test_given_a_batch_that_caught_up_with_a_busy_log_then_the_runner_waits_for_it_to_go_quiet() -> None:
     runner = runner_settled(ago=1.0, took=0.2)
-    assert runner.settle_due(caught_up=True)
+    assert not runner.settle_due(caught_up=True)  # the end of the log as last fetched: a burst may go on
     assert not runner.settle_due(caught_up=False)  # behind the log, not overdue
+    assert runner.settle_due(caught_up=True, fetched=False)  # a fetch brought nothing: quiet
 
 
 async def test_given_a_settle_that_took_20_s_then_the_next_waits_until_it_is_far_enough_behind() -> None:
-    runner = runner_settled(ago=25, took=20)
-    assert not runner.settle_due(caught_up=True)  # caught up for a moment, 25 s after a 20 s settle: not yet
+    runner = runner_settled(ago=35, took=20)
+    assert not runner.settle_due(caught_up=True)  # overdue by SETTLE_EVERY_S, but 35 s after a 20 s settle: not yet
     assert not runner.settle_due(caught_up=False)
     runner = runner_settled(ago=SETTLE_SPACING * 20 + 1, took=20)
     assert runner.settle_due(caught_up=True)
