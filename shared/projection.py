@@ -130,10 +130,11 @@ class Projection(ABC):
     # then calls ``settle`` in a transaction of its own once the log has gone quiet (a fetch brought
     # nothing and its partitions are at their high watermarks), in the transaction of a batch at least
     # every ``SETTLE_EVERY_S`` while records keep coming (spaced by the last settle's duration,
-    # ``SETTLE_SPACING``), and at the end of a catch-up or replay. Like ``apply`` it must not read the clock; what it writes is the same
-    # whichever batch it ran with. While ``more_coming`` it may put the work off once more by
-    # returning False (the runner asks again later); without, it must settle: at the end of a
-    # catch-up or replay, and once the log has stayed quiet through ``QUIET_PUT_OFFS`` asks.
+    # ``SETTLE_SPACING``), and at the end of a catch-up or replay. Like ``apply`` it must not read the
+    # clock; what it writes is the same whichever batch it ran with. While ``more_coming`` it may put
+    # the work off once more by returning False (the runner asks again later); without, it must
+    # settle: at the end of a catch-up or replay, and once the log has stayed quiet through
+    # ``QUIET_PUT_OFFS`` asks.
     settles: bool = False
     # The event types ``apply`` looks at (subclasses included), when it ignores the rest: records of the
     # other types of its topics' services (in their current version) are passed over by their ``ce_type``
