@@ -683,6 +683,9 @@ class ProjectionRunner:
         consumer.subscribe(self.topic_names, listener=SeekToStored())
         self.consumer = consumer
         self._live = True
+        # overdue counts from the start: a first batch behind the log settles no more than any other (a
+        # settle between two certifications of a burst ranked the county with the first of them only)
+        self._settled_at = asyncio.get_running_loop().time()
         await consumer.start()
         log.info("projection.started", projection=self.projection.name, topics=self.topic_names,
                  group_id=self.group_id)
