@@ -35,6 +35,15 @@ def ranking_stream(scope: str, category: str, period: str) -> str:
     return f"ranking-{scope}-{category}-{period}"
 
 
+# How many entries of a ranking have a rank of at most $4, counted in the shortest prefix that holds them:
+# the ranked come first in rank order and the not ranked (no rank) last, so once the entry at position k
+# ranks below $4, or has no rank, or there is none (NULL past the end), every one of them is before k. A
+# county ranking is 200,000 entries; counting them all took 0.33 s of every county ranking's events.
+TOP_COUNT = "case " + " ".join(
+    f"when coalesce(l.ranks[{k}] > $4, true) then (select count(*) from unnest(l.ranks[:{k}]) as r where r <= $4)"
+    for k in (64, 1024, 16384)) + " else (select count(*) from unnest(l.ranks) as r where r <= $4) end"
+
+
 async def tops(conn: asyncpg.Connection, rankings: list[Ranked], n: int
                ) -> dict[tuple[str, str, str], tuple[RankedEntry, ...]]:
     """The top ``n`` (ties included) of each ranking, in ranking order, with names."""
@@ -42,7 +51,7 @@ async def tops(conn: asyncpg.Connection, rankings: list[Ranked], n: int
         f"""select l.scope, l.category, l.period, e.subject_id, coalesce(s.name, '') as name, e.score, e.rank
            from unnest($1::text[], $2::text[], $3::text[]) as k(scope, category, period)
            join rk_ranking_lists l on (l.scope, l.category, l.period) = (k.scope, k.category, k.period)
-           cross join lateral (select count(*)::integer as n from unnest(l.ranks) as r where r <= $4) as top
+           cross join lateral (select ({TOP_COUNT})::integer as n) as top
            cross join lateral {entries("top.n")}
            left join rk_subjects s on s.subject_id = e.subject_id
            order by l.scope, l.category, l.period, e.position""",
