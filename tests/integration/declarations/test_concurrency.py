@@ -181,3 +181,27 @@ async def test_given_everything_appended_in_this_module_then_the_log_is_one_unbr
     assert report.store_events > 40
     assert report.problems == []
     assert [link.position for link in links] == list(range(1, len(links) + 1))
+
+
+async def test_given_activities_racing_declarations_on_the_same_people_then_none_is_refused_as_concurrent(
+        svc: InProcess) -> None:
+    # given: activities (one command on several subjects) sent while declarations on the same people are
+    # being committed, as a site under load sees them
+    people = ["p-luo", "p-he"]
+    activity = {"community_id": COMMUNITY, "title": "清理小区绿化带", "rule_code": "VOLUNTARY_LABOUR", "quantity": 1,
+                "occurred_on": "2026-11-16", "subject_ids": people}
+    before = await svc.events()
+
+    # when: they all arrive at once
+    answers = await asyncio.gather(
+        *(svc.post("/activities", activity, RECORDER) for _ in range(8)),
+        *(svc.post("/declarations", move(people[i % 2], rule_code="LAW_STUDY"), RECORDER) for i in range(48)))
+
+    # then: each is decided on the people's current state (accepted, or over a monthly cap), none refused
+    # because another request changed them first
+    codes = Counter((a.status_code, a.json().get("error")) for a in answers)
+    assert set(codes) <= {(201, None), (422, "monthly_cap_exceeded")}, codes
+    activities = sum(a.status_code == 201 for a in answers[:8])
+    declarations = sum(a.status_code == 201 for a in answers[8:])
+    assert activities == 8
+    assert await svc.events() - before >= activities * len(people) + declarations
