@@ -35,7 +35,7 @@ class Plan:
     deduction_every: int = 200  # one deduction per this many persons
     # requests in flight per site: residents on four channels and the clerks at once. A site commits what is
     # queued together (group commit), so this is also how much one transaction carries: the full county ran
-    # 435 items/s end to end with 4, 915-961/s with 16, 1,189/s with 24 (docs/sites.md)
+    # 435 items/s end to end with 4 and 1,276/s with 24 (docs/sites.md)
     connections: int = 24
     verify_concurrency: int = 1  # pages at once per community: a community's pages queue on its page lock
     counters: int = 3  # supermarket counters per community
