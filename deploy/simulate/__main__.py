@@ -42,9 +42,6 @@ def main(
     = D.verify_concurrency,
     counters: Annotated[int, typer.Option(help="Supermarket counters per community.")] = D.counters,
     redemptions: Annotated[int, typer.Option(help="Redemptions per community.")] = D.redemptions,
-    site_nice: Annotated[int, typer.Option(help="Nice value of the site processes (sites run on their own "
-                                           "machines; here they yield the CPU to the county's services).")]
-    = D.site_nice,
     partitions: Annotated[int, typer.Option(help="Partitions per topic.")] = 12,
     small: Annotated[bool, typer.Option("--small", help=f"A smoke run: {SMALL}.")] = False,
     sample_s: Annotated[float, typer.Option(help="Seconds between lag samples.")] = 2.0,
@@ -60,7 +57,7 @@ def main(
     plan = Plan(communities=communities, subjects=subjects, activity_share=activity_share,
                 activity_size=activity_size, report_lines=report_lines, needs=needs, deduction_every=deduction_every,
                 connections=connections, verify_concurrency=verify_concurrency, counters=counters,
-                redemptions=redemptions, site_nice=site_nice)
+                redemptions=redemptions)
     if small:
         plan = dataclasses.replace(plan, **SMALL)
     console = Console()

@@ -3,17 +3,15 @@
 
 Sites are processes, not tasks in the simulator: each is the declarations service exactly as a site
 machine runs it (``SITE=<name>``, its own database, its own Kafka principal, its own relay and read
-models), so what is measured is the real path. The sites share both cores with the county's services
-at a lower priority (``Plan.site_nice``): in a county each is a machine of its own. Everything
-authenticates to Kafka as itself; the simulator holds the admin credential only to create the
-namespace's topics, principals and ACLs, and reads the databases only to measure.
+models), so what is measured is the real path, and the sites use both cores as the county's services
+do. Everything authenticates to Kafka as itself; the simulator holds the admin credential only to
+create the namespace's topics, principals and ACLs, and reads the databases only to measure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -56,9 +54,8 @@ class County:
 
 
 async def start(handle: StackHandle, sites: list[Site], logs: Path, partitions: int = 12,
-                patience_s: float = 180, site_nice: int = 0) -> County:
-    """Namespace, topics, principals and ACLs; then every service and site, started together. The sites
-    run at ``site_nice``: in a county they are machines of their own, not the county's."""
+                patience_s: float = 180) -> County:
+    """Namespace, topics, principals and ACLs; then every service and site, started together."""
     namespace = f"sim{uuid.uuid4().hex[:8]}"
     base = Settings(kafka_bootstrap_servers=handle.bootstrap, database_url=handle.dsn, topic_namespace=namespace,
                     topic_partitions=partitions, deployment="county")
@@ -77,8 +74,7 @@ async def start(handle: StackHandle, sites: list[Site], logs: Path, partitions: 
     for site in sites:
         dsn = make_database(handle.dsn, f"{namespace}_site_{site.name}")
         own = site_setup.site_settings(settings, site, dsn, secrets)
-        county.site_procs[site.name] = launch(f"site-{site.name}", "services.declarations", own, logs, next(ports),
-                                              nice=site_nice)
+        county.site_procs[site.name] = launch(f"site-{site.name}", "services.declarations", own, logs, next(ports))
     try:
         await asyncio.gather(*(ready(p, patience_s) for p in county.all()))
     except BaseException:
@@ -91,7 +87,7 @@ def _as(settings: Settings, principal: str, secrets: Secrets | None) -> Settings
     return settings if secrets is None else secrets.settings_for(settings, principal)  # type: ignore[no-any-return]
 
 
-def launch(name: str, module: str, own: Settings, logs: Path, port: int, nice: int = 0) -> Proc:
+def launch(name: str, module: str, own: Settings, logs: Path, port: int) -> Proc:
     env = settings_env(own.model_copy(update={"http_port": port}))
     env.pop("POINTS_SECRETS_FILE", None)  # its own credential only
     env["PYTHONPATH"] = str(REPO_ROOT)
@@ -99,8 +95,6 @@ def launch(name: str, module: str, own: Settings, logs: Path, port: int, nice: i
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", module], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    if nice:  # before it has started a thread (each inherits it): the process is still importing
-        os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
     return Proc(name, f"http://127.0.0.1:{port}", own.database_url, proc, log)
 
 

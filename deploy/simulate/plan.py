@@ -40,9 +40,6 @@ class Plan:
     verify_concurrency: int = 1  # pages at once per community: a community's pages queue on its page lock
     counters: int = 3  # supermarket counters per community
     redemptions: int = 100  # per community
-    # a site runs on its community's own machine; sharing this one, the sites yield the CPU to the county's
-    # services (Linux nice value of the site processes; 0: equal shares)
-    site_nice: int = 10
 
 
 SMALL = {"communities": 3, "subjects": 600, "redemptions": 20, "needs": 2, "report_lines": 40}  # a smoke run

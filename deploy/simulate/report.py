@@ -60,7 +60,7 @@ def final(result: Result) -> Group:
     out: list[Any] = []
     phases = Table("phase", "seconds", "done", "rate /s", "notes", title=(
         f"{plan.communities} communities (one site each), {plan.subjects:,} subjects, month {result.month}; "
-        f"{plan.connections} requests in flight per site, sites at nice {plan.site_nice}"),
+        f"{plan.connections} requests in flight per site"),
         title_justify="left")
     for p in result.phases:
         done = p.tally.items or p.tally.done

@@ -64,7 +64,7 @@ async def simulate(handle: StackHandle, result: Result, logs: Path, *, partition
     """Run ``result.plan``, filling in ``result`` as it goes (what it holds stays when a phase fails)."""
     plan = result.plan
     started = time.monotonic()
-    county = await county_mod.start(handle, plan_sites(plan.communities), logs, partitions, site_nice=plan.site_nice)
+    county = await county_mod.start(handle, plan_sites(plan.communities), logs, partitions)
     tz = ZoneInfo(county.settings.timezone)
     month = Month.before(dt.datetime.now(tz).date())
     result.month = month.name
