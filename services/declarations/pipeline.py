@@ -8,10 +8,10 @@ process never races itself on a subject), and a shard's worker takes everything 
 transaction: one WAL flush and a handful of statements for many requests. A command on several
 subjects (attendance, a work report) joins the queue too when there is one shard (the default): run
 beside the worker as a batch of its own, it lost the race for its subjects to the worker's commits
-four times in a row under load and answered 409 (a site with 24 requests in flight refused about one
-activity or work report in a thousand that way). With several shards it still runs as a batch of its
-own. Within a batch, each command is
-decided on the state its predecessors left. If another transaction appended to one of the streams
+four times in a row under load and answered 409 (the simulated county, 24 requests in flight per
+site: 156-171 activities and work reports, a tenth of the month's items). With several shards it
+still runs as a batch of its own. Within a batch, each command is decided on the state its
+predecessors left. If another transaction appended to one of the streams
 first (``ConcurrencyError``), the whole batch is decided again on the new state, at most
 ``ATTEMPTS`` times; then each command answers 409 with a reason.
 """
