@@ -41,7 +41,7 @@ def build(settings: Settings | None = None, config: DeclarationsConfig | None = 
             cache = app.state.catalogue = CatalogueCache(rt.store)
             await cache.seed(rt.pool, config.rules_file, seed_recorded(app.state.clock()))
             site = this_site(rt.settings)
-            app.state.pipeline = Pipeline(rt.pool, rt.store, cache, shards=config.shards,
+            app.state.pipeline = Pipeline(rt.pool, rt.store, cache,
                                           community=None if site is None else site.community_id)
             try:
                 yield

@@ -36,9 +36,6 @@ class DeclarationsConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DECLARATIONS_", extra="ignore")
 
     now: dt.datetime | None = None  # a fixed "now" (tests, demo replays); unset = the wall clock
-    # group-commit queues (by subject), each committing its own batches; on 2 cores one queue gives the
-    # biggest batches (bench/intake.py: 912/s with 1, 843/s with 2, 804/s with 4); raise it on bigger machines
-    shards: int = 1
     rules_file: Path = DEFAULT_RULES  # seeds an empty log's catalogue (version 1); afterwards the log rules
 
 

@@ -3,14 +3,15 @@
     claim the idempotency key → load the state it needs → decide (pure) → append each stream at the
     version it was loaded at → evolve (pure) → save the snapshots → store the answer.
 
-Group commit is a queue in front of that path: commands on one subject go to one shard (so a
-process never races itself on a subject), and a shard's worker takes everything queued into one
-transaction: one WAL flush and a handful of statements for many requests. A command on several
-subjects (attendance, a work report) joins the queue too when there is one shard (the default): run
-beside the worker as a batch of its own, it lost the race for its subjects to the worker's commits
-four times in a row under load and answered 409 (the simulated county, 24 requests in flight per
-site: 156-171 activities and work reports, a tenth of the month's items). With several shards it
-still runs as a batch of its own. Within a batch, each command is decided on the state its
+Group commit is a queue in front of that path: a worker takes everything queued into one
+transaction: one WAL flush and a handful of statements for many requests, and the process never
+races itself on a subject. Every command joins the one queue, a command on several subjects
+(attendance, a work report) too: run beside the worker as a batch of its own, it lost the race for
+its subjects to the worker's commits four times in a row under load and answered 409 (the
+simulated county, 24 requests in flight per site: 156-171 activities and work reports, a tenth of
+the month's items). One queue also gives the biggest batches: on 2 cores, several queues were
+slower (bench/intake.py: 912/s with 1, 843/s with 2, 804/s with 4), and a site takes one
+community's intake. Within a batch, each command is decided on the state its
 predecessors left. If another transaction appended to one of the streams
 first (``ConcurrencyError``), the whole batch is decided again on the new state, at most
 ``ATTEMPTS`` times; then each command answers 409 with a reason.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,13 +32,8 @@ import orjson
 from services.declarations import tables
 from services.declarations.catalogue_store import CatalogueCache
 from services.declarations.domain.commands import (
-    ChangeCategories,
     Command,
     CompleteNeed,
-    Declare,
-    Deduct,
-    MoveOut,
-    TakeNeed,
 )
 from services.declarations.domain.decide import State, Wants, decide, wants
 from services.declarations.domain.state import Aggregate, Community, Need, Subject, evolve, stream_of
@@ -63,55 +58,40 @@ class Job:
     future: asyncio.Future[Answer] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-def shard_key(command: Command) -> str | None:
-    """Commands on one subject share a shard; None = a batch of its own."""
-    match command:
-        case Declare(item=i) | Deduct(item=i):
-            return i.subject_id
-        case ChangeCategories(subject_id=s) | MoveOut(subject_id=s) | TakeNeed(subject_id=s):
-            return s
-    return None
-
-
 class Pipeline:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore, catalogue: CatalogueCache, *, shards: int = 1,
-                 max_batch: int = 256, community: str | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: EventStore, catalogue: CatalogueCache, *, max_batch: int = 256,
+                 community: str | None = None) -> None:
         self.pool, self.store, self.catalogue = pool, store, catalogue
         self.community = community  # on a community site: the one community whose events it may write
         self.max_batch = max_batch
-        self.queues: list[asyncio.Queue[Job]] = [asyncio.Queue() for _ in range(shards)]
-        self.tasks: list[asyncio.Task[None]] = []
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
         self.batches = self.conflicts = 0
 
     async def submit(self, job: Job) -> Answer:
         """The answer to one command; a refusal is raised as ``Rejected``."""
-        key = shard_key(job.command)
-        if key is None and len(self.queues) > 1:  # it may touch every shard's subjects: a batch of its own
-            await self._run([job])
-        else:
-            if not self.tasks:
-                self.tasks = [asyncio.create_task(self._worker(q)) for q in self.queues]
-            await self.queues[0 if key is None else zlib.crc32(key.encode()) % len(self.queues)].put(job)
+        if self.task is None:
+            self.task = asyncio.create_task(self._worker())
+        await self.queue.put(job)
         return await job.future
 
     async def stop(self) -> None:
         """At shutdown: let queued commands finish, then stop the workers."""
         for _ in range(100):
-            if all(q.empty() for q in self.queues):
+            if self.queue.empty():
                 break
             await asyncio.sleep(0.05)
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
+        if self.task is not None:
+            self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.tasks = []
+                await self.task
+            self.task = None
 
-    async def _worker(self, queue: asyncio.Queue[Job]) -> None:
+    async def _worker(self) -> None:
         while True:
-            batch = [await queue.get()]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
+            batch = [await self.queue.get()]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             await self._run(batch)
 
     async def _run(self, jobs: list[Job]) -> None:
