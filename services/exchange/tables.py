@@ -44,11 +44,12 @@ from shared.events.review import (
     PointsAwarded,
     PointsCorrected,
     VerificationOverruled,
-    certification_digest,
+    certification_check,
 )
 from shared.logging import get_logger
 
 log = get_logger("exchange.tables")
+HELD_CHECK = certification_check("held_awards")  # a month's held awards against its MonthCertified
 
 TABLES = ("members", "communities", "balances", "points_items", "held_awards", "certified_months",
           "corrections_seen", "catalogue_items", "item_prices", "item_limits", "stock", "donations",
@@ -238,11 +239,9 @@ async def _certified(conn: asyncpg.Connection, ev: MonthCertified) -> None:
     if not await conn.fetchval("""insert into certified_months values ($1, $2) on conflict do nothing
                                   returning true""", ev.community_id, ev.month):
         return
-    rows = await conn.fetch("select * from held_awards where community_id = $1 and month = $2",
-                            ev.community_id, ev.month)
-    awards = [PointsAwarded(**{k: r[k] for k in AWARD_FIELDS}) for r in rows]
-    if (len(awards), sum(a.points for a in awards), certification_digest(awards)) != (ev.count, ev.total, ev.digest):
-        log.error("exchange.certification_mismatch", community=ev.community_id, month=ev.month, held=len(awards))
+    held = await conn.fetchrow(HELD_CHECK, ev.community_id, ev.month)
+    if (held["n"], held["total"], held["digest"]) != (ev.count, ev.total, ev.digest):
+        log.error("exchange.certification_mismatch", community=ev.community_id, month=ev.month, held=held["n"])
         await conn.execute("delete from certified_months where community_id = $1 and month = $2",
                            ev.community_id, ev.month)
         return

@@ -63,13 +63,14 @@ class Feed:
         self.broker = KafkaBroker(settings.kafka_bootstrap_servers.split(","), security=security(settings),
                                   client_id="ranking-feed", logger=None)
         self.clients: set[asyncio.Queue[bytes]] = set()
-        self.seen = 0
         topic = RANKING.name(settings)
 
         @self.broker.subscriber(topic, auto_offset_reset="latest", title=f"{topic}:dashboard",
                                 description="排名、结果（可评优秀、提拔优先、取消资格）、谈话和最美选定事件，"
                                             "CloudEvents 1.0 二进制模式（ce_ 头），键为社区编号（全县排名为 county）。")
         async def on_ranking_event(body: RankingEvents, msg: KafkaMessage) -> None:
+            if not self.clients:  # nobody watching: not decoded again (a county ranking's top is 10,000 entries)
+                return
             raw = msg.raw_message
             try:
                 env = decode(raw.headers, raw.key, raw.value)  # type: ignore[union-attr]
@@ -83,7 +84,6 @@ class Feed:
                                  description="Topic " + topic + ": " + RANKING.doc + " Key: " + RANKING.key)
 
     def publish(self, name: str, payload: dict[str, Any]) -> None:
-        self.seen += 1
         frame = f"event: {name}\ndata: ".encode() + orjson.dumps(payload) + b"\n\n"
         for q in list(self.clients):
             with contextlib.suppress(asyncio.QueueFull):

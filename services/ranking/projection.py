@@ -41,18 +41,14 @@ from shared.events.declarations import (
     SubjectRegistered,
 )
 from shared.events.ranking import COUNTY
-from shared.events.review import MonthCertified, PointsAwarded, PointsCorrected
+from shared.events.review import MonthCertified, PointsAwarded, PointsCorrected, certification_check
 from shared.logging import get_logger
 from shared.projection import Projection
 from shared.topics import DECLARATIONS, REVIEW
 
 log = get_logger("ranking.projection")
 AWARD_COLUMNS = ("item_id", "community_id", "month", "subject_id", "category", "dimension", "rule_code", "points")
-MONTH_CHECK = """select count(*) as n, coalesce(sum(points), 0) as total,
-       encode(sha256(convert_to(coalesce(string_agg(
-           item_id || E'\\t' || subject_id || E'\\t' || category || E'\\t' || dimension || E'\\t' || rule_code
-           || E'\\t' || points::text || E'\\n', '' order by item_id collate "C"), ''), 'UTF8')), 'hex') as digest
-    from rk_awards where community_id = $1 and month = $2"""
+MONTH_CHECK = certification_check("rk_awards")
 
 
 class RankingProjection(Projection):

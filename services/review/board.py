@@ -28,6 +28,7 @@ from shared.events.review import (
     PointsAwarded,
     PointsCorrected,
     VerificationOverruled,
+    certification_check,
 )
 from shared.projection import Projection
 from shared.topics import REVIEW
@@ -74,12 +75,7 @@ AWARD = """insert into board_awards (item_id, community_id, month, subject_id, c
            select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                                 $8::int[]) on conflict (item_id) do nothing"""
 
-# the digest of certification_digest(), computed from the applied awards
-MONTH_CHECK = """select count(*) as n, coalesce(sum(points), 0) as total,
-       encode(sha256(convert_to(coalesce(string_agg(
-           item_id || E'\\t' || subject_id || E'\\t' || category || E'\\t' || dimension || E'\\t' || rule_code
-           || E'\\t' || points::text || E'\\n', '' order by item_id collate "C"), ''), 'UTF8')), 'hex') as digest
-    from board_awards where community_id = $1 and month = $2"""
+MONTH_CHECK = certification_check("board_awards")
 
 
 class BoardProjection(Projection):

@@ -214,6 +214,17 @@ def certification_digest(awards: Iterable[PointsAwarded]) -> str:
     return h.hexdigest()
 
 
+def certification_check(table: str) -> str:
+    """SQL: count, total and ``certification_digest`` of the awards of a community ($1) and month ($2)
+    that ``table`` holds (columns as ``PointsAwarded``), computed where the rows are ("C": code point
+    order). What a consumer compares with the month's ``MonthCertified``."""
+    return f"""select count(*) as n, coalesce(sum(points), 0) as total,
+       encode(sha256(convert_to(coalesce(string_agg(
+           item_id || E'\\t' || subject_id || E'\\t' || category || E'\\t' || dimension || E'\\t' || rule_code
+           || E'\\t' || points::text || E'\\n', '' order by item_id collate "C"), ''), 'UTF8')), 'hex') as digest
+    from {table} where community_id = $1 and month = $2"""
+
+
 class CertifiedMonths:
     """The consumer-side rule for certification, for any downstream service.
 

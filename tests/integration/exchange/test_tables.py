@@ -66,7 +66,8 @@ async def test_given_awards_then_they_count_only_with_a_matching_month_certified
     a, b = subject(1), subject(2)
     month = certified_month("c-01", "2026-11", {a.subject_id: 7, b.subject_id: 3})
     *awards, closing = month
-    tampered = closing.model_copy(update={"total": 11})
+    tampered = [closing.model_copy(update={"total": 11}), closing.model_copy(update={"digest": "0" * 64}),
+                closing.model_copy(update={"count": 1})]
 
     async def figures(conn: asyncpg.Connection) -> dict[str, tuple[int, int]]:
         rows = await conn.fetch("""select b.subject_id, b.awarded + b.corrected - b.redeemed + b.returned as s,
@@ -82,10 +83,12 @@ async def test_given_awards_then_they_count_only_with_a_matching_month_certified
         await conn.execute("update points_items set item_id = $1 where item_id = $2",
                            f"c-01-2026-11-{a.subject_id}", f"pend-{a.subject_id}")
         await tables.apply(conn, awards)
-        # then the awards alone change nothing spendable, and a MonthCertified that does not match is ignored
+        # then the awards alone change nothing spendable, and a MonthCertified that does not match (its total,
+        # digest or count) is ignored
         assert await figures(conn) == {a.subject_id: (0, 7), b.subject_id: (0, 4)}
-        await tables.apply(conn, [tampered])
-        assert await figures(conn) == {a.subject_id: (0, 7), b.subject_id: (0, 4)}
+        for wrong in tampered:
+            await tables.apply(conn, [wrong])
+            assert await figures(conn) == {a.subject_id: (0, 7), b.subject_id: (0, 4)}
         # when the matching one arrives (twice), the points are spendable once and leave "pending"
         await tables.apply(conn, [closing, closing])
         assert await figures(conn) == {a.subject_id: (7, 0), b.subject_id: (3, 4)}

@@ -53,6 +53,7 @@ async def test_four_quarters(settings: Settings, pool: asyncpg.Pool) -> None:
     received: list[tuple[str, dict[str, Any]]] = []
     feed = Feed(settings)
     feed.publish = lambda name, payload: received.append((name, payload))  # type: ignore[method-assign]
+    feed.clients.add(asyncio.Queue())  # a dashboard is watching (with none, the feed decodes nothing)
     relay = Relay(pool, settings, source_for("ranking", settings))
     try:
         # given: the roster, one party member joining in mid-May, and twelve certified months
