@@ -101,7 +101,7 @@ async def handle(conn: asyncpg.Connection, store: EventStore, command: c.Command
 
 def _conflict(attempts: int) -> Rejected:
     return Rejected(f"本社区的审核记录正被他人同时修改，已重新判断 {attempts} 次仍有冲突，请稍后再试",
-                    status=409, code="conflict", attempts=attempts)
+                    status=409, code="concurrent_update", attempts=attempts)
 
 
 @dataclass(frozen=True)

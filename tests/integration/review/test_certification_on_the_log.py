@@ -273,7 +273,7 @@ async def test_a_command_that_keeps_conflicting_is_refused_with_409_after_the_bo
                                   rules, rec("rec-2"), attempts=2, decided=someone_else_appends)
             raise AssertionError("expected a conflict")
         except Rejected as refused:
-            assert (refused.status, refused.code) == (409, "conflict") and "冲突" in refused.reason
+            assert (refused.status, refused.code) == (409, "concurrent_update") and "冲突" in refused.reason
 
 
 async def test_the_snapshot_the_commands_decide_on_is_the_fold_of_the_stream(
