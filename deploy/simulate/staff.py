@@ -97,7 +97,7 @@ async def verify_items(community: Community, review: Client, tokens: Tokens, mon
         key = f"{run}-{community.id}-page-{hashlib.sha256(ids.encode()).hexdigest()[:24]}"  # a rerun: the first answer
         started = time.monotonic()
         answer = await post_ok(review, "/items/verifications", {"decisions": looks}, key, reviewer,
-                               retry_on=("conflict",))
+                               retry_on=("concurrent_update",))
         wrong = [o for o in answer["outcomes"] if o["outcome"] == "refused" and o["error"] != "already_decided"]
         if wrong:  # the reviewer entered none of these items: any other refusal is the simulator's mistake
             raise RuntimeError(f"{community.id}: {len(wrong)} looks refused, e.g. {wrong[0]}")
