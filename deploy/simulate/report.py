@@ -15,7 +15,8 @@ LAG_COLUMNS = (("review items", "review/review_items"), ("review board", "review
                ("ranking", "ranking/ranking"), ("exchange", "exchange/exchange_state"),
                ("sites' ledgers", "sites/ledger"))
 OUTBOX_COLUMNS = (("sites' outboxes", "sites"), ("review outbox", "review"), ("ranking outbox", "ranking"))
-CPU_ORDER = ("sites", "review", "ranking", "exchange", "kafka", "postgresql", "simulator")
+CPU_ORDER = ("sites", "review", "ranking", "exchange", "kafka", "postgresql: sites", "postgresql: review",
+             "postgresql: ranking", "postgresql: exchange", "postgresql: other", "simulator")
 
 
 def live(result: Result) -> Group:
@@ -139,7 +140,8 @@ def cpu_table(result: Result) -> Table:
     totals = {n: sum(p.cpu.get(n, 0.0) for p in phases) for n in names}
     grand = sum(totals.values()) or 1.0
     for n in names:
-        table.add_row(n, *(f"{p.cpu.get(n, 0.0):,.1f}" for p in phases), f"{totals[n]:,.1f}",
+        # + 0.0: readings a clock tick apart make "-0.0" of a group that did nothing
+        table.add_row(n, *(f"{round(p.cpu.get(n, 0.0), 1) + 0.0:,.1f}" for p in phases), f"{totals[n]:,.1f}",
                       f"{100 * totals[n] / grand:.0f}%")
     table.add_row("wall seconds", *(f"{p.seconds:,.1f}" for p in phases), f"{sum(p.seconds for p in phases):,.1f}", "")
     return table

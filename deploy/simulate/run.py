@@ -24,7 +24,7 @@ from deploy.simulate.load import Tally, Tokens
 from deploy.simulate.plan import Month, Plan
 from deploy.simulate.plan import county as plan_county
 from deploy.simulate.plan import sites as plan_sites
-from deploy.simulate.watch import Watch, cpu_between, cpu_seconds, end_offsets
+from deploy.simulate.watch import CpuMeter, Watch, cpu_between, end_offsets, postmaster
 from deploy.testing import StackHandle
 from shared.topics import RANKING, REVIEW
 
@@ -74,8 +74,9 @@ async def simulate(handle: StackHandle, result: Result, logs: Path, *, partition
     await watch.open()
     stop = asyncio.Event()
     background = [asyncio.create_task(watch.run(stop, sample_s)), asyncio.create_task(_tick(result, on_update, stop))]
-    pids = (handle.kafka.pid if handle.kafka else None, handle.postgres.pid if handle.postgres else None)
-    cpu_at = cpu_seconds(county, *pids)
+    cpu_seconds = CpuMeter(county, handle.kafka.pid if handle.kafka else None,
+                           handle.postgres.pid if handle.postgres else await postmaster(handle.dsn))
+    cpu_at = cpu_seconds()
     start = result.phase("start")
     start.began, start.ended = started, time.monotonic()
     tokens = Tokens()
@@ -92,7 +93,7 @@ async def simulate(handle: StackHandle, result: Result, logs: Path, *, partition
             return list(await asyncio.gather(*work))
         finally:
             p.ended = time.monotonic()
-            now_cpu = cpu_seconds(county, *pids)
+            now_cpu = cpu_seconds()
             p.cpu = cpu_between(cpu_at, now_cpu)
             cpu_at = now_cpu
 

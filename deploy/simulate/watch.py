@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import psutil
@@ -132,33 +133,81 @@ class Watch:
 # ---- CPU -----------------------------------------------------------------------------------------
 
 
-def cpu_seconds(county: County, kafka_pid: int | None, postgres_pid: int | None) -> dict[str, float]:
-    """User + system CPU seconds so far of each process (sites summed), Kafka, PostgreSQL (every backend,
-    and those that exited), and this simulator."""
-    out: dict[str, float] = {}
+class CpuMeter:
+    """User + system CPU seconds so far of each process (sites summed), Kafka, PostgreSQL split by the
+    database its backends serve ("postgresql: review" is the review service's queries, its autovacuum
+    too; a backend that exited keeps what it had when last read), the rest of PostgreSQL (background
+    processes, backends that came and went between two readings) as "postgresql: other", and this
+    simulator."""
 
-    def of(p: psutil.Process, children_too: bool = False) -> float:
+    def __init__(self, county: County, kafka_pid: int | None, postgres_pid: int | None) -> None:
+        self.county, self.kafka_pid, self.postgres_pid = county, kafka_pid, postgres_pid
+        self.groups = {urlsplit(p.dsn).path.lstrip("/"): name for name, p in county.services.items()}
+        self.groups |= {urlsplit(p.dsn).path.lstrip("/"): "sites" for p in county.site_procs.values()}
+        self.backends: dict[int, tuple[str, float]] = {}  # pid -> (group, CPU seconds when last read)
+
+    def __call__(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, proc in self.county.services.items():
+            out[name] = _cpu(psutil.Process(proc.process.pid), children_too=True)
+        out["sites"] = sum(_cpu(psutil.Process(p.process.pid), children_too=True)
+                           for p in self.county.site_procs.values())
+        if self.kafka_pid:
+            out["kafka"] = _cpu(psutil.Process(self.kafka_pid))
+        if self.postgres_pid:
+            postmaster = psutil.Process(self.postgres_pid)
+            with contextlib.suppress(psutil.Error):
+                for backend in postmaster.children():
+                    group = self.groups.get(_database(backend) or "")
+                    if group is not None:
+                        self.backends[backend.pid] = (group, _cpu(backend))
+            total = _cpu(postmaster, children_too=True)  # after the backends: "other" is never below 0
+            for group, seconds in self.backends.values():
+                key = f"postgresql: {group}"
+                out[key] = out.get(key, 0.0) + seconds
+            out["postgresql: other"] = total - sum(s for _, s in self.backends.values())
+        out["simulator"] = _cpu(psutil.Process())
+        return out
+
+
+async def postmaster(dsn: str) -> int | None:
+    """The PostgreSQL server's process on this machine, when the simulator uses a running stack (None
+    when it runs elsewhere): the parent of the backend that answers."""
+    conn = await asyncpg.connect(dsn)
+    try:  # asked while the backend is there: it exits with the connection
         with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total = t.user + t.system
-            if children_too:
-                total += t.children_user + t.children_system
-                for child in p.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        c = child.cpu_times()
-                        total += c.user + c.system
-            return total
-        return 0.0
+            parent = psutil.Process(await conn.fetchval("select pg_backend_pid()")).parent()
+            if parent is not None and "postgres" in parent.name():
+                return parent.pid
+        return None
+    finally:
+        await conn.close()
 
-    for name, proc in county.services.items():
-        out[name] = of(psutil.Process(proc.process.pid), children_too=True)
-    out["sites"] = sum(of(psutil.Process(p.process.pid), children_too=True) for p in county.site_procs.values())
-    if kafka_pid:
-        out["kafka"] = of(psutil.Process(kafka_pid))
-    if postgres_pid:
-        out["postgresql"] = of(psutil.Process(postgres_pid), children_too=True)
-    out["simulator"] = of(psutil.Process())
-    return out
+
+def _cpu(p: psutil.Process, children_too: bool = False) -> float:
+    with contextlib.suppress(psutil.Error):
+        t = p.cpu_times()
+        total = t.user + t.system
+        if children_too:
+            total += t.children_user + t.children_system
+            for child in p.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    c = child.cpu_times()
+                    total += c.user + c.system
+        return total
+    return 0.0
+
+
+def _database(backend: psutil.Process) -> str | None:
+    """The database a PostgreSQL backend serves, from its process title ("postgres: user db host(port) state",
+    "postgres: autovacuum worker db")."""
+    with contextlib.suppress(psutil.Error):
+        words = " ".join(backend.cmdline()).split()
+        if words[1:3] == ["autovacuum", "worker"] and len(words) > 3:
+            return words[3]
+        if len(words) > 3 and ("(" in words[3] or words[3] == "[local]"):
+            return words[2]
+    return None
 
 
 def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

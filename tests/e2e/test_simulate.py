@@ -49,4 +49,8 @@ async def test_a_small_county_lives_through_its_month_from_every_site_to_ranking
     # and the figures the report prints were measured: lag over time, CPU per process
     assert result.watch and len(result.watch.samples) > 1
     assert {"sites", "review", "ranking", "exchange", "simulator"} <= set(f["cpu_total"])
+    # PostgreSQL's CPU by the database its backends serve (the small county's shares round to 0.1 s)
+    cpu = f["cpu_total"]
+    assert {f"postgresql: {g}" for g in ("sites", "review", "ranking", "exchange", "other")} <= set(cpu), cpu
+    assert cpu["postgresql: sites"] + cpu["postgresql: review"] > 0, cpu
     assert final(result).renderables
