@@ -76,7 +76,7 @@ class Pipeline:
         return await job.future
 
     async def stop(self) -> None:
-        """At shutdown: let queued commands finish, then stop the workers."""
+        """At shutdown: let queued commands finish, then stop the worker."""
         for _ in range(100):
             if self.queue.empty():
                 break
