@@ -3,6 +3,7 @@ resets new ones; after the restore new connections pass again."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from collections.abc import Iterator
@@ -111,3 +112,15 @@ def test_given_a_site_link_then_the_broker_has_a_site_listener_advertised_at_the
     plain = KafkaCluster(tmp_path / "b", [9092, 9094, 9096], [9093, 9095, 9097], secrets=secrets)
     assert "SITE" not in plain.nodes[0]._security_props()["listeners"]
     assert plain.site_bootstrap == plain.bootstrap
+
+
+def test_given_an_open_connection_when_the_link_is_closed_then_no_forwarding_is_left_pending(
+        echo: int, caplog: pytest.LogCaptureFixture) -> None:
+    link = Link([(free_port(), echo)]).start()
+    with _connect(link) as sock:
+        assert _echoes(sock)
+        # when: the link closes (its loop stops) while the connection is open
+        link.close()
+    # then: no task of it was destroyed pending (asyncio says so when one is collected)
+    gc.collect()
+    assert not [r for r in caplog.records if "Task was destroyed but it is pending" in r.getMessage()]
