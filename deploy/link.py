@@ -29,7 +29,6 @@ class Link:
         self.cuts = 0
         self.refused = 0  # connections reset on arrival while cut
         self._open: set[asyncio.StreamWriter] = set()
-        self._forwarding: set[asyncio.Task[None]] = set()  # one per connection accepted
         self._servers: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -92,14 +91,11 @@ class Link:
             server.close()
             await server.wait_closed()
         self._servers.clear()
-        if self._forwarding:  # the cut ended their pumps: let them finish before the loop stops
-            await asyncio.wait(self._forwarding, timeout=5)
+        forwarding = asyncio.all_tasks() - {asyncio.current_task()}  # the loop is the link's own
+        if forwarding:  # the cut ended their pumps: let them finish before the loop stops
+            await asyncio.wait(forwarding, timeout=5)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: int) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._forwarding.add(task)
-        task.add_done_callback(self._forwarding.discard)
         if not self.up:
             self.refused += 1
             writer.transport.abort()
